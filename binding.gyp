@@ -1,0 +1,31 @@
+{
+  "targets": [
+    {
+      "target_name": "remctl",
+      "sources": [
+        "native/addon.cc",
+        "native/connection.cc",
+        "native/convert.cc",
+        "native/handle.cc",
+        "native/socket.cc",
+        "native/worker.cc"
+      ],
+      "include_dirs": [
+        "<!(node -p \"require('node-addon-api').include_dir\")",
+        "<!@(node scripts/libremctl.mjs --cflags)"
+      ],
+      "libraries": ["<!@(node scripts/libremctl.mjs --libs)"],
+      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
+      "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
+      "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "conditions": [
+        ["OS=='mac'", {
+          "xcode_settings": {
+            "GCC_ENABLE_CPP_EXCEPTIONS": "YES",
+            "CLANG_CXX_LANGUAGE_STANDARD": "c++17"
+          }
+        }]
+      ]
+    }
+  ]
+}

@@ -1,0 +1,83 @@
+import { createRequire } from 'node:module';
+import type { RemctlOutput } from './output.js';
+
+/** What the native addon resolves a run to. */
+export interface NativeRunResult {
+  ok: boolean;
+  message?: string;
+  stdout: Buffer;
+  stderr: Buffer;
+  status: number;
+  exceeded: boolean;
+  errorCode?: number;
+  errorMessage?: string;
+}
+
+/** Where to open: a host (and port), numeric addresses, or a descriptor. */
+export interface NativeTarget {
+  host?: string | undefined;
+  port?: number | undefined;
+  principal?: string | undefined;
+  addresses?: ReadonlyArray<{ address: string; port: number }>;
+  fd?: number;
+}
+
+/** The native object behind one `struct remctl`. Failures resolve to libremctl's text. */
+export interface NativeHandle {
+  open(target: NativeTarget): Promise<string | undefined>;
+  command(command: ReadonlyArray<string | Uint8Array>, asStrings: boolean): Promise<string | undefined>;
+  output(): Promise<RemctlOutput | string>;
+  noop(): Promise<string | undefined>;
+  run(command: ReadonlyArray<string | Uint8Array>, maxOutput: number): Promise<NativeRunResult>;
+  runOnce(target: NativeTarget, command: ReadonlyArray<string | Uint8Array>, maxOutput: number): Promise<NativeRunResult>;
+  close(): Promise<void>;
+  cancel(): void;
+  error(): string;
+  setCcache(ccache: string | null): void;
+  setSourceIp(ip: string | null): void;
+  setTimeout(seconds: number): boolean;
+  readonly closed: boolean;
+}
+
+interface NativeAddon {
+  RemctlHandle: new () => NativeHandle;
+}
+
+const SUPPORTED_NODE = '^20.19.0 || >=22.12.0';
+
+function nodeIsSupported(version: string): boolean {
+  const [major = 0, minor = 0] = version.split('.').map(Number);
+  return major >= 23 || (major === 22 && minor >= 12) || (major === 20 && minor >= 19) || major === 21;
+}
+
+// A failed load is reported in a sentence that says what to do about it.
+function explain(error: NodeJS.ErrnoException): string {
+  const text = error.message;
+  if (/libremctl\.so/.test(text)) {
+    return 'remctl: cannot load the shared library libremctl: install it (Debian/Ubuntu: apt-get install libremctl1; Fedora/RHEL: dnf install remctl) and try again';
+  }
+  if (error.code === 'MODULE_NOT_FOUND') {
+    return 'remctl: the native addon is not built (build/Release/remctl.node is missing): run `npm rebuild remctl`, which needs libremctl-dev';
+  }
+  if (/NODE_MODULE_VERSION|napi|N-API|undefined symbol/i.test(text)) {
+    return `remctl: the native addon does not load on Node.js ${process.versions.node} (supported: ${SUPPORTED_NODE}): ${text}`;
+  }
+  return `remctl: cannot load the native addon: ${text}`;
+}
+
+function load(): NativeAddon {
+  if (!nodeIsSupported(process.versions.node)) {
+    throw new Error(`remctl: Node.js ${process.versions.node} is not supported; use Node.js ${SUPPORTED_NODE}`);
+  }
+  const require = createRequire(import.meta.url);
+  try {
+    return require('../build/Release/remctl.node') as NativeAddon;
+  } catch (error) {
+    throw new Error(explain(error as NodeJS.ErrnoException), { cause: error });
+  }
+}
+
+export const addon: NativeAddon = load();
+
+/** Exported for the loader's own tests. */
+export const _internal = { explain, nodeIsSupported };

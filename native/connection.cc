@@ -1,0 +1,299 @@
+#include "connection.h"
+
+#include <remctl.h>
+#include <sys/uio.h>
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+namespace remctl_node {
+
+namespace {
+
+// How long closing may wait for the server to take our goodbye.
+constexpr long kCloseGraceSeconds = 2;
+
+// libremctl reports a relay we shut down for inactivity as end of file or a
+// broken pipe; say what really happened, in its own wording.
+std::string AsTimeout(const std::string& message) {
+  size_t colon = message.rfind(": ");
+  if (colon == std::string::npos) return "timed out";
+  return message.substr(0, colon) + ": timed out";
+}
+
+}  // namespace
+
+ByteBuffer::ByteBuffer(ByteBuffer&& other) noexcept
+    : data_(other.data_), size_(other.size_), capacity_(other.capacity_) {
+  other.data_ = nullptr;
+  other.size_ = other.capacity_ = 0;
+}
+
+ByteBuffer& ByteBuffer::operator=(ByteBuffer&& other) noexcept {
+  if (this != &other) {
+    std::free(data_);
+    data_ = other.data_;
+    size_ = other.size_;
+    capacity_ = other.capacity_;
+    other.data_ = nullptr;
+    other.size_ = other.capacity_ = 0;
+  }
+  return *this;
+}
+
+bool ByteBuffer::Append(const char* data, size_t length) {
+  if (length == 0) return true;
+  if (size_ + length > capacity_) {
+    size_t capacity = capacity_ ? capacity_ : 4096;
+    while (capacity < size_ + length) capacity *= 2;
+    char* grown = static_cast<char*>(std::realloc(data_, capacity));
+    if (grown == nullptr) return false;
+    data_ = grown;
+    capacity_ = capacity;
+  }
+  std::memcpy(data_ + size_, data, length);
+  size_ += length;
+  return true;
+}
+
+char* ByteBuffer::Release() {
+  char* data = data_;
+  data_ = nullptr;
+  size_ = capacity_ = 0;
+  return data;
+}
+
+Connection::Connection() : cancel_(MakeEventFd()) {}
+
+Connection::~Connection() { Teardown(); }
+
+void Connection::Cancel() { SignalEventFd(cancel_.get()); }
+
+Status Connection::Fail(std::string message) { return {false, std::move(message)}; }
+
+std::string Connection::LibraryError(const char* fallback) {
+  std::string message = r_ != nullptr ? remctl_error(r_) : fallback;
+  if (relay_ && relay_->timed_out()) return AsTimeout(message);
+  return message;
+}
+
+void Connection::Teardown() {
+  if (r_ != nullptr) {
+    remctl_close(r_);
+    r_ = nullptr;
+  }
+  if (relay_) {
+    relay_->BeginOperation(kCloseGraceSeconds);
+    relay_->Join();
+    relay_.reset();
+  }
+  if (target_.fd >= 0) {
+    Fd(target_.fd).Reset();
+    target_.fd = -1;
+  }
+  opened_ = false;
+}
+
+bool Connection::Reopenable() const {
+  return target_.kind == OpenTarget::Kind::kHost && !target_.host.empty();
+}
+
+Status Connection::Reconnect(const Settings& settings) {
+  OpenTarget target = target_;
+  return Open(std::move(target), settings);
+}
+
+Status Connection::Open(OpenTarget target, const Settings& settings) {
+  Teardown();
+  if (!cancel_.valid()) return Fail("cannot create eventfd");
+  DrainEventFd(cancel_.get());
+  target_ = std::move(target);
+  r_ = remctl_new();
+  if (r_ == nullptr) return Fail("cannot allocate memory");
+  if (settings.ccache && !remctl_set_ccache(r_, settings.ccache->c_str())) {
+    return Fail(LibraryError("cannot set ticket cache"));
+  }
+
+  std::string error;
+  Fd server;
+  switch (target_.kind) {
+    case OpenTarget::Kind::kHost:
+      if (target_.port != 0) {
+        server = ConnectHost(target_.host, target_.port, settings.source_ip,
+                             settings.timeout, cancel_.get(), &error);
+      } else {
+        // As remctl_open: the registered port, then the legacy one, and the
+        // first error is the one worth reporting.
+        server = ConnectHost(target_.host, REMCTL_PORT, settings.source_ip,
+                             settings.timeout, cancel_.get(), &error);
+        if (!server.valid()) {
+          std::string legacy_error;
+          server = ConnectHost(target_.host, REMCTL_PORT_OLD,
+                               settings.source_ip, settings.timeout,
+                               cancel_.get(), &legacy_error);
+        }
+      }
+      break;
+    case OpenTarget::Kind::kAddresses:
+      server = ConnectAddresses(target_.addresses, settings.source_ip,
+                                settings.timeout, cancel_.get(), &error);
+      break;
+    case OpenTarget::Kind::kFd:
+      server = Fd(target_.fd);
+      target_.fd = -1;
+      break;
+  }
+  if (!server.valid()) return Fail(error);
+
+  int lib_fd = -1;
+  relay_ = Relay::Start(std::move(server), cancel_.get(), &lib_fd, &error);
+  if (!relay_) return Fail(error);
+  const char* host = target_.host.empty() ? nullptr : target_.host.c_str();
+  const char* principal =
+      target_.principal ? target_.principal->c_str() : nullptr;
+  relay_->BeginOperation(settings.timeout);
+  const bool ok = remctl_open_fd(r_, host, lib_fd, principal) != 0;
+  relay_->EndOperation();
+  if (!ok) return Fail(LibraryError("cannot open connection"));
+  opened_ = true;
+  return {};
+}
+
+Status Connection::Command(const Arguments& args, bool as_strings,
+                           const Settings& settings) {
+  if (r_ == nullptr || !opened_) return Fail("no connection open");
+  if (!relay_->alive() && Reopenable()) {
+    Status reopened = Reconnect(settings);
+    if (!reopened.ok) return reopened;
+  }
+  std::vector<iovec> vector(args.lengths.size());
+  size_t offset = 0;
+  for (size_t i = 0; i < args.lengths.size(); i++) {
+    vector[i].iov_base = const_cast<char*>(args.bytes.data()) + offset;
+    vector[i].iov_len = args.lengths[i];
+    offset += args.lengths[i];
+  }
+  relay_->BeginOperation(settings.timeout);
+  bool ok;
+  if (as_strings) {
+    std::vector<std::string> copies;
+    copies.reserve(vector.size());
+    for (const iovec& part : vector) {
+      copies.emplace_back(static_cast<const char*>(part.iov_base), part.iov_len);
+    }
+    std::vector<const char*> argv;
+    argv.reserve(copies.size() + 1);
+    for (const std::string& part : copies) argv.push_back(part.c_str());
+    argv.push_back(nullptr);
+    ok = remctl_command(r_, argv.data()) != 0;
+  } else {
+    ok = remctl_commandv(r_, vector.data(), vector.size()) != 0;
+  }
+  relay_->EndOperation();
+  if (!ok) return Fail(LibraryError("cannot send command"));
+  return {};
+}
+
+OutputResult Connection::Output(const Settings& settings) {
+  OutputResult result;
+  if (r_ == nullptr || !opened_) {
+    result.status = Fail("no connection open");
+    return result;
+  }
+  relay_->BeginOperation(settings.timeout);
+  struct remctl_output* output = remctl_output(r_);
+  relay_->EndOperation();
+  if (output == nullptr) {
+    result.status = Fail(LibraryError("cannot read output"));
+    return result;
+  }
+  Token& token = result.token;
+  switch (output->type) {
+    case REMCTL_OUT_OUTPUT:
+      token.type = Token::Type::kOutput;
+      token.stream = output->stream;
+      break;
+    case REMCTL_OUT_STATUS:
+      token.type = Token::Type::kStatus;
+      token.status = output->status;
+      break;
+    case REMCTL_OUT_ERROR:
+      token.type = Token::Type::kError;
+      token.error = output->error;
+      break;
+    case REMCTL_OUT_DONE:
+      token.type = Token::Type::kDone;
+      break;
+  }
+  if ((token.type == Token::Type::kOutput ||
+       token.type == Token::Type::kError) &&
+      !token.data.Append(output->data, output->length)) {
+    result.status = Fail("cannot allocate memory");
+  }
+  return result;
+}
+
+Status Connection::Noop(const Settings& settings) {
+  if (r_ == nullptr || !opened_) return Fail("no connection open");
+  if (!relay_->alive() && Reopenable()) {
+    Status reopened = Reconnect(settings);
+    if (!reopened.ok) return reopened;
+  }
+  relay_->BeginOperation(settings.timeout);
+  const bool ok = remctl_noop(r_) != 0;
+  relay_->EndOperation();
+  if (!ok) return Fail(LibraryError("cannot send noop"));
+  return {};
+}
+
+RunResult Connection::Run(const Arguments& args, const Settings& settings,
+                          size_t max_output) {
+  RunResult result;
+  result.status = Command(args, false, settings);
+  if (!result.status.ok) return result;
+  for (;;) {
+    OutputResult output = Output(settings);
+    if (!output.status.ok) {
+      result.status = std::move(output.status);
+      return result;
+    }
+    Token& token = output.token;
+    switch (token.type) {
+      case Token::Type::kOutput: {
+        ByteBuffer& into = token.stream == 2 ? result.err : result.out;
+        if (max_output != 0 &&
+            result.out.size() + result.err.size() + token.data.size() >
+                max_output) {
+          // The rest of the output is still on its way: the connection
+          // cannot carry another command, so it ends here.
+          result.exceeded = true;
+          Teardown();
+          return result;
+        }
+        if (into.size() == 0) {
+          into = std::move(token.data);
+        } else if (!into.Append(token.data.data(), token.data.size())) {
+          result.status = Fail("cannot allocate memory");
+          return result;
+        }
+        break;
+      }
+      case Token::Type::kStatus:
+        result.exit_status = token.status;
+        return result;
+      case Token::Type::kError:
+        result.protocol_error = true;
+        result.error_code = token.error;
+        result.error_message.assign(token.data.data() ? token.data.data() : "",
+                                    token.data.size());
+        return result;
+      case Token::Type::kDone:
+        return result;
+    }
+  }
+}
+
+void Connection::Close() { Teardown(); }
+
+}  // namespace remctl_node

@@ -1,0 +1,135 @@
+// Plain C++ over libremctl: one remctl connection, its settings and the
+// relay under it. Every method returns what happened ({ok, message, ...})
+// instead of throwing, and nothing here knows about N-API. All methods but
+// Cancel() run on one thread at a time (the connection's worker).
+#pragma once
+
+#include <cstddef>
+#include <cstdlib>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "socket.h"
+
+struct remctl;
+
+namespace remctl_node {
+
+// Settings in force for one operation, captured when the operation is
+// issued so that a setter never changes a call already queued.
+struct Settings {
+  long timeout = 0;
+  std::optional<std::string> ccache;
+  std::string source_ip;
+};
+
+// Where to open a connection to. Exactly one of the three forms is used.
+struct OpenTarget {
+  enum class Kind { kHost, kAddresses, kFd } kind = Kind::kHost;
+  std::string host;  // empty: none given (only with a principal)
+  unsigned short port = 0;
+  std::vector<SocketAddress> addresses;
+  int fd = -1;  // a duplicate owned by the target until opened
+  std::optional<std::string> principal;
+};
+
+struct Status {
+  bool ok = true;
+  std::string message;  // libremctl's text on failure
+};
+
+// A command's arguments, copied out of JavaScript into one block so the
+// worker never reads memory the caller may change.
+struct Arguments {
+  std::string bytes;
+  std::vector<size_t> lengths;
+};
+
+// A malloc'ed byte buffer that grows with realloc: for large outputs glibc
+// moves pages with mremap instead of copying, so collecting N bytes costs
+// about N bytes of memory. Its storage can be handed over without a copy.
+class ByteBuffer {
+ public:
+  ByteBuffer() = default;
+  ByteBuffer(ByteBuffer&& other) noexcept;
+  ByteBuffer& operator=(ByteBuffer&& other) noexcept;
+  ByteBuffer(const ByteBuffer&) = delete;
+  ByteBuffer& operator=(const ByteBuffer&) = delete;
+  ~ByteBuffer() { std::free(data_); }
+  bool Append(const char* data, size_t length);
+  char* data() const { return data_; }
+  size_t size() const { return size_; }
+  // Gives up the storage; the caller frees it with free().
+  char* Release();
+
+ private:
+  char* data_ = nullptr;
+  size_t size_ = 0;
+  size_t capacity_ = 0;
+};
+
+struct Token {
+  enum class Type { kOutput, kStatus, kError, kDone } type = Type::kDone;
+  ByteBuffer data;
+  int stream = 0;
+  int status = 0;
+  int error = 0;
+};
+
+struct OutputResult {
+  Status status;
+  Token token;
+};
+
+// Everything one command produced, as the simple interfaces return it.
+struct RunResult {
+  Status status;             // a local or network failure
+  bool exceeded = false;     // max_output was reached; the connection closed
+  bool protocol_error = false;
+  int error_code = 0;        // with protocol_error
+  std::string error_message; // with protocol_error
+  int exit_status = 0;
+  ByteBuffer out;
+  ByteBuffer err;
+};
+
+class Connection {
+ public:
+  Connection();
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  Status Open(OpenTarget target, const Settings& settings);
+  Status Command(const Arguments& args, bool as_strings,
+                 const Settings& settings);
+  OutputResult Output(const Settings& settings);
+  Status Noop(const Settings& settings);
+  // Sends a command and collects its output, stopping once stdout and
+  // stderr together exceed max_output bytes (0: no limit).
+  RunResult Run(const Arguments& args, const Settings& settings,
+                size_t max_output);
+  void Close();
+
+  // Any thread: ends the current connection at once; a blocked call returns.
+  void Cancel();
+
+ private:
+  bool Reopenable() const;
+  Status Reconnect(const Settings& settings);
+  Status Fail(std::string message);
+  std::string LibraryError(const char* fallback);
+  void Teardown();
+
+  struct remctl* r_ = nullptr;
+  std::unique_ptr<Relay> relay_;
+  Fd cancel_;
+  // libremctl keeps pointers to the host and principal it was given; these
+  // copies live as long as the connection.
+  OpenTarget target_;
+  bool opened_ = false;
+};
+
+}  // namespace remctl_node

@@ -1,0 +1,138 @@
+#include "convert.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace remctl_node {
+
+namespace {
+
+// Below this size a copy is cheaper than an external buffer's finalizer.
+constexpr size_t kCopyBelow = 64 * 1024;
+
+[[noreturn]] void ThrowType(Napi::Env env, const std::string& message) {
+  throw Napi::TypeError::New(env, message);
+}
+
+std::string StringProperty(const Napi::Object& object, const char* key) {
+  Napi::Value value = object.Get(key);
+  if (!value.IsString()) {
+    ThrowType(object.Env(), std::string(key) + " must be a string");
+  }
+  return value.As<Napi::String>().Utf8Value();
+}
+
+}  // namespace
+
+Arguments ToArguments(const Napi::Value& value, const char* name) {
+  Napi::Env env = value.Env();
+  if (!value.IsArray()) ThrowType(env, std::string(name) + " must be an array");
+  Napi::Array array = value.As<Napi::Array>();
+  const uint32_t count = array.Length();
+  Arguments args;
+  args.lengths.reserve(count);
+  for (uint32_t i = 0; i < count; i++) {
+    Napi::Value part = array.Get(i);
+    if (part.IsString()) {
+      std::string text = part.As<Napi::String>().Utf8Value();
+      args.bytes.append(text);
+      args.lengths.push_back(text.size());
+    } else if (part.IsTypedArray() &&
+               part.As<Napi::TypedArray>().TypedArrayType() ==
+                   napi_uint8_array) {
+      Napi::Uint8Array bytes = part.As<Napi::Uint8Array>();
+      args.bytes.append(reinterpret_cast<const char*>(bytes.Data()),
+                        bytes.ByteLength());
+      args.lengths.push_back(bytes.ByteLength());
+    } else {
+      ThrowType(env, std::string(name) + "[" + std::to_string(i) +
+                         "] must be a string, Buffer or Uint8Array");
+    }
+  }
+  return args;
+}
+
+Napi::Buffer<char> ToBuffer(Napi::Env env, ByteBuffer&& bytes) {
+  const size_t size = bytes.size();
+  if (size < kCopyBelow) {
+    return Napi::Buffer<char>::Copy(env, size ? bytes.data() : "", size);
+  }
+  char* data = bytes.Release();
+  Napi::MemoryManagement::AdjustExternalMemory(env, static_cast<int64_t>(size));
+  return Napi::Buffer<char>::New(
+      env, data, size, [size](Napi::Env finalize_env, char* released) {
+        std::free(released);
+        Napi::MemoryManagement::AdjustExternalMemory(
+            finalize_env, -static_cast<int64_t>(size));
+      });
+}
+
+Napi::Object ToTokenObject(Napi::Env env, Token&& token) {
+  Napi::Object object = Napi::Object::New(env);
+  switch (token.type) {
+    case Token::Type::kOutput:
+      object.Set("type", "output");
+      object.Set("data", ToBuffer(env, std::move(token.data)));
+      object.Set("stream", token.stream);
+      break;
+    case Token::Type::kStatus:
+      object.Set("type", "status");
+      object.Set("status", token.status);
+      break;
+    case Token::Type::kError:
+      object.Set("type", "error");
+      object.Set("data", ToBuffer(env, std::move(token.data)));
+      object.Set("error", token.error);
+      break;
+    case Token::Type::kDone:
+      object.Set("type", "done");
+      break;
+  }
+  return object;
+}
+
+OpenTarget ToOpenTarget(const Napi::Value& value) {
+  Napi::Env env = value.Env();
+  if (!value.IsObject()) ThrowType(env, "target must be an object");
+  Napi::Object object = value.As<Napi::Object>();
+  OpenTarget target;
+  Napi::Value host = object.Get("host");
+  if (host.IsString()) target.host = host.As<Napi::String>().Utf8Value();
+  Napi::Value principal = object.Get("principal");
+  if (principal.IsString()) {
+    target.principal = principal.As<Napi::String>().Utf8Value();
+  }
+  Napi::Value port = object.Get("port");
+  if (port.IsNumber()) {
+    target.port = static_cast<unsigned short>(port.As<Napi::Number>().Uint32Value());
+  }
+  Napi::Value addresses = object.Get("addresses");
+  Napi::Value fd = object.Get("fd");
+  if (addresses.IsArray()) {
+    target.kind = OpenTarget::Kind::kAddresses;
+    Napi::Array list = addresses.As<Napi::Array>();
+    for (uint32_t i = 0; i < list.Length(); i++) {
+      Napi::Value entry = list.Get(i);
+      if (!entry.IsObject()) ThrowType(env, "addresses must hold objects");
+      SocketAddress address;
+      address.address = StringProperty(entry.As<Napi::Object>(), "address");
+      address.port = static_cast<unsigned short>(
+          entry.As<Napi::Object>().Get("port").ToNumber().Uint32Value());
+      target.addresses.push_back(std::move(address));
+    }
+  } else if (fd.IsNumber()) {
+    target.kind = OpenTarget::Kind::kFd;
+    // Our own duplicate: the caller's descriptor stays the caller's.
+    target.fd = fcntl(fd.As<Napi::Number>().Int32Value(), F_DUPFD_CLOEXEC, 0);
+    if (target.fd < 0) {
+      throw Napi::Error::New(
+          env, std::string("cannot duplicate descriptor: ") + strerror(errno));
+    }
+  }
+  return target;
+}
+
+}  // namespace remctl_node

@@ -1,0 +1,25 @@
+// Conversions between JavaScript values and what the connection works with.
+#pragma once
+
+#include <napi.h>
+
+#include "connection.h"
+
+namespace remctl_node {
+
+// An array of strings (sent as UTF-8), Buffers or Uint8Arrays, copied into
+// one block. Throws a TypeError naming `name` for anything else.
+Arguments ToArguments(const Napi::Value& value, const char* name);
+
+// Hands the bytes to JavaScript: large buffers without a copy.
+Napi::Buffer<char> ToBuffer(Napi::Env env, ByteBuffer&& bytes);
+
+// {type, data?, stream?, status?, error?} with exactly the fields the C
+// struct remctl_output fills for the type.
+Napi::Object ToTokenObject(Napi::Env env, Token&& token);
+
+// {host?, port?, principal?} or with `addresses: [{address, port}]` or
+// `fd` instead of a port: where the JavaScript layer asks to open.
+OpenTarget ToOpenTarget(const Napi::Value& value);
+
+}  // namespace remctl_node

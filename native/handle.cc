@@ -1,0 +1,344 @@
+#include "handle.h"
+
+#include <unistd.h>
+
+#include <functional>
+#include <utility>
+
+#include "convert.h"
+
+namespace remctl_node {
+
+namespace {
+
+constexpr const char* kNoError = "no error";
+
+// Operations that succeed or fail resolve to undefined, or to the error text
+// (also kept for remctl_error). Resolving with the text itself means a caller
+// never reads an error that a later operation already replaced.
+void SettleStatus(Napi::Env env, Worker& worker,
+                  Napi::Promise::Deferred& deferred, const Status& status) {
+  worker.last_error = status.ok ? kNoError : status.message;
+  if (status.ok) {
+    deferred.Resolve(env.Undefined());
+  } else {
+    deferred.Resolve(Napi::String::New(env, status.message));
+  }
+}
+
+// open, command and noop: resolve to true, or to false with the error kept
+// for remctl_error.
+class StatusJob : public PromiseJob {
+ public:
+  using Operation = std::function<Status(Connection&)>;
+  StatusJob(Napi::Env env, Operation operation)
+      : PromiseJob(env), operation_(std::move(operation)) {}
+  void Execute(Connection& connection) override {
+    status_ = operation_(connection);
+  }
+  void Failed(const std::string& message) override { status_ = {false, message}; }
+  void Settle(Napi::Env env, Worker& worker) override {
+    SettleStatus(env, worker, deferred_, status_);
+  }
+
+ private:
+  Operation operation_;
+  Status status_;
+};
+
+// Holds a target whose descriptor (remctl_open_fd) is ours until opened.
+class TargetHolder {
+ public:
+  explicit TargetHolder(OpenTarget target) : target_(std::move(target)) {}
+  ~TargetHolder() {
+    if (target_.fd >= 0) close(target_.fd);
+  }
+  OpenTarget Take() {
+    OpenTarget taken = target_;
+    target_.fd = -1;
+    return taken;
+  }
+
+ private:
+  OpenTarget target_;
+};
+
+class OpenJob : public PromiseJob {
+ public:
+  OpenJob(Napi::Env env, OpenTarget target, Settings settings)
+      : PromiseJob(env), target_(std::move(target)), settings_(std::move(settings)) {}
+  void Execute(Connection& connection) override {
+    status_ = connection.Open(target_.Take(), settings_);
+  }
+  void Failed(const std::string& message) override { status_ = {false, message}; }
+  void Settle(Napi::Env env, Worker& worker) override {
+    SettleStatus(env, worker, deferred_, status_);
+  }
+
+ private:
+  TargetHolder target_;
+  Settings settings_;
+  Status status_;
+};
+
+class OutputJob : public PromiseJob {
+ public:
+  OutputJob(Napi::Env env, Settings settings)
+      : PromiseJob(env), settings_(std::move(settings)) {}
+  void Execute(Connection& connection) override {
+    result_ = connection.Output(settings_);
+  }
+  void Failed(const std::string& message) override {
+    result_.status = {false, message};
+  }
+  void Settle(Napi::Env env, Worker& worker) override {
+    if (!result_.status.ok) {
+      SettleStatus(env, worker, deferred_, result_.status);
+      return;
+    }
+    worker.last_error = kNoError;
+    deferred_.Resolve(ToTokenObject(env, std::move(result_.token)));
+  }
+
+ private:
+  Settings settings_;
+  OutputResult result_;
+};
+
+// One command and all its output, on an open connection or, for the
+// one-shot call, on a connection opened first and closed after.
+class RunJob : public PromiseJob {
+ public:
+  RunJob(Napi::Env env, Arguments args, Settings settings, size_t max_output,
+         std::unique_ptr<TargetHolder> open_first)
+      : PromiseJob(env),
+        args_(std::move(args)),
+        settings_(std::move(settings)),
+        max_output_(max_output),
+        open_first_(std::move(open_first)) {}
+  void Execute(Connection& connection) override {
+    if (open_first_) {
+      result_.status = connection.Open(open_first_->Take(), settings_);
+      if (result_.status.ok) {
+        result_ = connection.Run(args_, settings_, max_output_);
+      }
+      connection.Close();
+      return;
+    }
+    result_ = connection.Run(args_, settings_, max_output_);
+  }
+  void Failed(const std::string& message) override {
+    result_.status = {false, message};
+  }
+  void Settle(Napi::Env env, Worker& worker) override {
+    worker.last_error = result_.status.ok ? kNoError : result_.status.message;
+    Napi::Object object = Napi::Object::New(env);
+    object.Set("ok", result_.status.ok);
+    if (!result_.status.ok) object.Set("message", result_.status.message);
+    object.Set("stdout", ToBuffer(env, std::move(result_.out)));
+    object.Set("stderr", ToBuffer(env, std::move(result_.err)));
+    object.Set("status", result_.exit_status);
+    object.Set("exceeded", result_.exceeded);
+    if (result_.protocol_error) {
+      object.Set("errorCode", result_.error_code);
+      object.Set("errorMessage", result_.error_message);
+    }
+    deferred_.Resolve(object);
+  }
+
+ private:
+  Arguments args_;
+  Settings settings_;
+  size_t max_output_;
+  std::unique_ptr<TargetHolder> open_first_;
+  RunResult result_;
+};
+
+class CloseJob : public PromiseJob {
+ public:
+  explicit CloseJob(Napi::Env env) : PromiseJob(env) {}
+  void Execute(Connection& connection) override { connection.Close(); }
+  void Failed(const std::string&) override {}
+  void Settle(Napi::Env env, Worker& worker) override {
+    worker.last_error = kNoError;
+    deferred_.Resolve(env.Undefined());
+  }
+};
+
+size_t ToMaxOutput(const Napi::Value& value) {
+  if (!value.IsNumber()) return 0;
+  double max = value.As<Napi::Number>().DoubleValue();
+  return max > 0 ? static_cast<size_t>(max) : 0;
+}
+
+// For a job that could not be queued because no thread could be started.
+Napi::Value Rejected(Napi::Env env) {
+  Napi::Promise::Deferred deferred = Napi::Promise::Deferred::New(env);
+  deferred.Reject(
+      Napi::Error::New(env, "cannot start the connection's thread").Value());
+  return deferred.Promise();
+}
+
+}  // namespace
+
+Napi::Function RemctlHandle::Define(Napi::Env env) {
+  return DefineClass(
+      env, "RemctlHandle",
+      {
+          InstanceMethod<&RemctlHandle::Open>("open"),
+          InstanceMethod<&RemctlHandle::Command>("command"),
+          InstanceMethod<&RemctlHandle::Output>("output"),
+          InstanceMethod<&RemctlHandle::Noop>("noop"),
+          InstanceMethod<&RemctlHandle::Run>("run"),
+          InstanceMethod<&RemctlHandle::RunOnce>("runOnce"),
+          InstanceMethod<&RemctlHandle::Close>("close"),
+          InstanceMethod<&RemctlHandle::Cancel>("cancel"),
+          InstanceMethod<&RemctlHandle::Error>("error"),
+          InstanceMethod<&RemctlHandle::SetCcache>("setCcache"),
+          InstanceMethod<&RemctlHandle::SetSourceIp>("setSourceIp"),
+          InstanceMethod<&RemctlHandle::SetTimeout>("setTimeout"),
+          InstanceAccessor<&RemctlHandle::Closed>("closed"),
+      });
+}
+
+RemctlHandle::RemctlHandle(const Napi::CallbackInfo& info)
+    : Napi::ObjectWrap<RemctlHandle>(info), worker_(std::make_shared<Worker>()) {}
+
+RemctlHandle::~RemctlHandle() {
+  // Unreachable without remctl_close: end what it is waiting on and let its
+  // thread close the connection and go. Never join here: the thread may be
+  // blocked in libremctl.
+  if (!closed_) {
+    worker_->Cancel();
+    worker_->Finish(Env(), nullptr);
+  }
+}
+
+void RemctlHandle::CheckOpen(Napi::Env env) const {
+  if (closed_) {
+    throw Napi::TypeError::New(env, "r must be an open remctl handle: it was closed");
+  }
+}
+
+Napi::Value RemctlHandle::Submit(Napi::Env env, std::unique_ptr<PromiseJob> job) {
+  Napi::Promise promise = job->promise();
+  if (!worker_->Submit(env, std::move(job))) return Rejected(env);
+  return promise;
+}
+
+Napi::Value RemctlHandle::Open(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckOpen(env);
+  OpenTarget target = ToOpenTarget(info[0]);
+  return Submit(env, std::make_unique<OpenJob>(env, std::move(target), settings_));
+}
+
+Napi::Value RemctlHandle::Command(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckOpen(env);
+  Arguments args = ToArguments(info[0], "command");
+  const bool as_strings = info[1].ToBoolean();
+  Settings settings = settings_;
+  return Submit(env, std::make_unique<StatusJob>(
+                         env, [args = std::move(args), as_strings,
+                               settings](Connection& connection) {
+                           return connection.Command(args, as_strings, settings);
+                         }));
+}
+
+Napi::Value RemctlHandle::Output(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckOpen(env);
+  return Submit(env, std::make_unique<OutputJob>(env, settings_));
+}
+
+Napi::Value RemctlHandle::Noop(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckOpen(env);
+  Settings settings = settings_;
+  return Submit(env, std::make_unique<StatusJob>(
+                         env, [settings](Connection& connection) {
+                           return connection.Noop(settings);
+                         }));
+}
+
+Napi::Value RemctlHandle::Run(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckOpen(env);
+  Arguments args = ToArguments(info[0], "command");
+  return Submit(env, std::make_unique<RunJob>(env, std::move(args), settings_,
+                                              ToMaxOutput(info[1]), nullptr));
+}
+
+Napi::Value RemctlHandle::Close(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckOpen(env);
+  closed_ = true;
+  auto job = std::make_unique<CloseJob>(env);
+  Napi::Promise promise = job->promise();
+  if (!worker_->Finish(env, std::move(job))) return Rejected(env);
+  return promise;
+}
+
+Napi::Value RemctlHandle::Cancel(const Napi::CallbackInfo& info) {
+  worker_->Cancel();
+  return info.Env().Undefined();
+}
+
+Napi::Value RemctlHandle::Error(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckOpen(env);
+  return Napi::String::New(env, worker_->last_error);
+}
+
+Napi::Value RemctlHandle::SetCcache(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckOpen(env);
+  if (info[0].IsString()) {
+    settings_.ccache = info[0].As<Napi::String>().Utf8Value();
+  } else {
+    settings_.ccache.reset();
+  }
+  return env.Undefined();
+}
+
+Napi::Value RemctlHandle::SetSourceIp(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckOpen(env);
+  settings_.source_ip =
+      info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
+  return env.Undefined();
+}
+
+Napi::Value RemctlHandle::SetTimeout(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckOpen(env);
+  const double timeout = info[0].ToNumber().DoubleValue();
+  if (!(timeout >= 0)) {
+    // libremctl's own refusal, kept for remctl_error.
+    worker_->last_error = "invalid timeout " + std::to_string(static_cast<long>(timeout));
+    return Napi::Boolean::New(env, false);
+  }
+  settings_.timeout = static_cast<long>(timeout);
+  return Napi::Boolean::New(env, true);
+}
+
+Napi::Value RemctlHandle::Closed(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), closed_);
+}
+
+Napi::Value RemctlHandle::RunOnce(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckOpen(env);
+  auto target = std::make_unique<TargetHolder>(ToOpenTarget(info[0]));
+  Arguments args = ToArguments(info[1], "command");
+  auto job = std::make_unique<RunJob>(env, std::move(args), settings_,
+                                      ToMaxOutput(info[2]), std::move(target));
+  Napi::Promise promise = job->promise();
+  // The thread ends with this job: a one-shot call holds it no longer.
+  closed_ = true;
+  if (!worker_->Finish(env, std::move(job))) return Rejected(env);
+  return promise;
+}
+
+}  // namespace remctl_node

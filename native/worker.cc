@@ -1,0 +1,145 @@
+#include "worker.h"
+
+#include <utility>
+
+namespace remctl_node {
+
+// The thread's last message: joins the thread on the JavaScript thread and
+// keeps the worker alive until it has.
+class EndedJob : public Job {
+ public:
+  explicit EndedJob(std::shared_ptr<Worker> worker)
+      : worker_(std::move(worker)) {}
+  void Execute(Connection&) override {}
+  void Settle(Napi::Env env, Worker& worker) override { worker.Ended(env); }
+  void Failed(const std::string&) override {}
+  bool holds_loop() const override { return false; }
+
+ private:
+  std::shared_ptr<Worker> worker_;
+};
+
+// Runs when the environment shuts down (process exit, a worker_thread
+// terminated) with the thread still running. Registered after the
+// thread-safe function, it runs before that is torn down, so the thread can
+// still post and release it while we wait for it.
+class TeardownHook {
+ public:
+  static void Run(void* arg) {
+    Worker* worker = static_cast<Worker*>(arg);
+    std::shared_ptr<Worker> keep = worker->shared_from_this();
+    worker->hook_registered_ = false;
+    worker->Cancel();
+    {
+      std::lock_guard<std::mutex> lock(worker->mutex_);
+      worker->finishing_ = true;
+    }
+    worker->wake_.notify_one();
+    if (worker->thread_.joinable()) worker->thread_.join();
+  }
+};
+
+Worker::~Worker() {
+  // Only reached after the thread ended (EndedJob or TeardownHook joined
+  // it); detaching is a guard against ever terminating the process.
+  if (thread_.joinable()) thread_.detach();
+}
+
+bool Worker::Start(Napi::Env env) {
+  tsfn_ = Tsfn::New(env, "remctl", 0, 1, this);
+  tsfn_.Unref(env);
+  env_ = env;
+  try {
+    std::shared_ptr<Worker> self = shared_from_this();
+    thread_ = std::thread([self] { self->Run(); });
+  } catch (const std::system_error&) {
+    tsfn_.Release();
+    return false;
+  }
+  napi_add_env_cleanup_hook(env, &TeardownHook::Run, this);
+  hook_registered_ = true;
+  started_ = true;
+  return true;
+}
+
+bool Worker::Submit(Napi::Env env, std::unique_ptr<Job> job) {
+  if (!started_ && !Start(env)) return false;
+  if (job->holds_loop() && loop_holders_++ == 0) tsfn_.Ref(env);
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    queue_.push_back(std::move(job));
+  }
+  wake_.notify_one();
+  return true;
+}
+
+bool Worker::Finish(Napi::Env env, std::unique_ptr<Job> last) {
+  if (last) {
+    if (!started_ && !Start(env)) return false;
+    if (last->holds_loop() && loop_holders_++ == 0) tsfn_.Ref(env);
+  } else if (!started_) {
+    return true;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (last) queue_.push_back(std::move(last));
+    finishing_ = true;
+  }
+  wake_.notify_one();
+  return true;
+}
+
+void Worker::Run() {
+  for (;;) {
+    std::unique_ptr<Job> job;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      wake_.wait(lock, [this] { return !queue_.empty() || finishing_; });
+      if (queue_.empty()) break;
+      job = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    try {
+      job->Execute(*connection_);
+    } catch (const std::exception& e) {
+      job->Failed(e.what());
+    } catch (...) {
+      job->Failed("internal error");
+    }
+    Job* done = job.release();
+    if (tsfn_.NonBlockingCall(done) != napi_ok) delete done;
+  }
+  // Nothing of the connection may outlive its thread.
+  connection_->Close();
+  Job* ended = new EndedJob(shared_from_this());
+  if (tsfn_.NonBlockingCall(ended) != napi_ok) delete ended;
+  tsfn_.Release();
+}
+
+void Worker::CallJs(Napi::Env env, Napi::Function, Worker* worker, Job* job) {
+  if (job == nullptr) return;
+  if (static_cast<napi_env>(env) != nullptr) {
+    try {
+      job->Settle(env, *worker);
+    } catch (const Napi::Error& e) {
+      // Settling only fails when the engine is out of memory or shutting
+      // down; there is no caller left to tell.
+    }
+    worker->Settled(env, job);
+  }
+  delete job;
+}
+
+void Worker::Settled(Napi::Env env, Job* job) {
+  if (job->holds_loop() && --loop_holders_ == 0) tsfn_.Unref(env);
+}
+
+void Worker::Ended(Napi::Env env) {
+  if (hook_registered_) {
+    napi_remove_env_cleanup_hook(env, &TeardownHook::Run, this);
+    hook_registered_ = false;
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+}  // namespace remctl_node

@@ -1,0 +1,93 @@
+// The thread a connection owns: it runs the connection's jobs one at a time,
+// in the order they were submitted, and hands each result back to the
+// JavaScript thread through a thread-safe function that settles a Promise.
+// Blocking libremctl calls never run on the libuv threadpool or the
+// JavaScript thread.
+#pragma once
+
+#include <napi.h>
+
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <system_error>
+#include <thread>
+
+#include "connection.h"
+
+namespace remctl_node {
+
+class Worker;
+
+// One unit of work. Execute runs on the worker thread and must not throw;
+// Settle runs on the JavaScript thread, or with a null env when the
+// environment is going away and nothing may be settled any more.
+class Job {
+ public:
+  virtual ~Job() = default;
+  virtual void Execute(Connection& connection) = 0;
+  virtual void Settle(Napi::Env env, Worker& worker) = 0;
+  // Execute threw: the job must settle as a failure with this text.
+  virtual void Failed(const std::string& message) = 0;
+  // A job that keeps the event loop alive until it is settled.
+  virtual bool holds_loop() const { return true; }
+};
+
+// A job whose result settles a Promise.
+class PromiseJob : public Job {
+ public:
+  explicit PromiseJob(Napi::Env env)
+      : deferred_(Napi::Promise::Deferred::New(env)) {}
+  Napi::Promise promise() const { return deferred_.Promise(); }
+
+ protected:
+  Napi::Promise::Deferred deferred_;
+};
+
+class Worker : public std::enable_shared_from_this<Worker> {
+ public:
+  Worker() : connection_(std::make_shared<Connection>()) {}
+  ~Worker();
+
+  // JavaScript thread. Queues a job, starting the thread on first use.
+  // Returns false (and drops the job) if the thread could not be started.
+  bool Submit(Napi::Env env, std::unique_ptr<Job> job);
+  // JavaScript thread or a finalizer. Queues a last job (which may be null)
+  // after which the thread ends. False if no thread could be started.
+  bool Finish(Napi::Env env, std::unique_ptr<Job> last);
+  // Any thread: interrupts what the connection is waiting on.
+  void Cancel() { connection_->Cancel(); }
+
+  // The error text of the last settled operation, as remctl_error reports
+  // it. Only read and written on the JavaScript thread.
+  std::string last_error = "no error";
+
+ private:
+  static void CallJs(Napi::Env env, Napi::Function, Worker* worker, Job* job);
+  static void OnEnvironmentTeardown(Worker* worker);
+  bool Start(Napi::Env env);
+  void Run();
+  void Settled(Napi::Env env, Job* job);
+  void Ended(Napi::Env env);
+
+  using Tsfn = Napi::TypedThreadSafeFunction<Worker, Job, &Worker::CallJs>;
+
+  std::shared_ptr<Connection> connection_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<std::unique_ptr<Job>> queue_;
+  bool finishing_ = false;  // no job after the last one queued
+  std::thread thread_;
+  Tsfn tsfn_;
+  bool started_ = false;
+  size_t loop_holders_ = 0;  // JavaScript thread only
+  napi_env env_ = nullptr;
+  bool hook_registered_ = false;
+
+  friend class EndedJob;
+  friend class TeardownHook;
+};
+
+}  // namespace remctl_node
