@@ -66,9 +66,12 @@ char* ByteBuffer::Release() {
 
 Connection::Connection() : cancel_(MakeEventFd()) {}
 
-Connection::~Connection() { Teardown(); }
+Connection::~Connection() { Close(); }
 
-void Connection::Cancel() { SignalEventFd(cancel_.get()); }
+void Connection::Cancel() {
+  std::lock_guard<std::mutex> lock(cancel_mutex_);
+  if (cancel_.valid()) SignalEventFd(cancel_.get());
+}
 
 Status Connection::Fail(std::string message) { return {false, std::move(message)}; }
 
@@ -106,7 +109,11 @@ Status Connection::Reconnect(const Settings& settings) {
 
 Status Connection::Open(OpenTarget target, const Settings& settings) {
   Teardown();
-  if (!cancel_.valid()) return Fail("cannot create eventfd");
+  {
+    std::lock_guard<std::mutex> lock(cancel_mutex_);
+    if (!cancel_.valid()) cancel_ = MakeEventFd();
+  }
+  if (!cancel_.valid()) return Fail(std::string("cannot create eventfd: ") + strerror(errno));
   DrainEventFd(cancel_.get());
   target_ = std::move(target);
   r_ = remctl_new();
@@ -294,6 +301,10 @@ RunResult Connection::Run(const Arguments& args, const Settings& settings,
   }
 }
 
-void Connection::Close() { Teardown(); }
+void Connection::Close() {
+  Teardown();
+  std::lock_guard<std::mutex> lock(cancel_mutex_);
+  cancel_.Reset();
+}
 
 }  // namespace remctl_node

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdlib>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -111,6 +112,7 @@ class Connection {
   // stderr together exceed max_output bytes (0: no limit).
   RunResult Run(const Arguments& args, const Settings& settings,
                 size_t max_output);
+  // Ends the connection and frees every descriptor it held.
   void Close();
 
   // Any thread: ends the current connection at once; a blocked call returns.
@@ -125,6 +127,9 @@ class Connection {
 
   struct remctl* r_ = nullptr;
   std::unique_ptr<Relay> relay_;
+  // Signalled by Cancel() from any thread; the mutex keeps it from being
+  // signalled after Close() freed the descriptor, whose number may be reused.
+  std::mutex cancel_mutex_;
   Fd cancel_;
   // libremctl keeps pointers to the host and principal it was given; these
   // copies live as long as the connection.

@@ -1,0 +1,221 @@
+import { abortable } from './abort.js';
+import type { NativeHandle } from './addon.js';
+import { RemctlError, RemctlNotOpenedError } from './errors.js';
+import type { RemctlOutput, RemctlResult } from './output.js';
+import { DEFAULT_MAX_BUFFER, nativeLimit, settleRun } from './result.js';
+import { checkSettings, newHandle, SETTING_NAMES, type ConnectionSettings } from './settings.js';
+import {
+  checkCommand,
+  checkEncoding,
+  checkMaxBuffer,
+  checkOptionalText,
+  checkPort,
+  checkSignal,
+  checkSourceIp,
+  checkText,
+  checkTimeout,
+  readOptions,
+  type Argument,
+} from './validate.js';
+
+export interface OpenOptions {
+  /** 0 or absent: 4373, falling back to 4444. */
+  port?: number;
+  /** The server's principal; absent: host/<host>. */
+  principal?: string;
+  signal?: AbortSignal;
+}
+
+export interface ConnectOptions extends ConnectionSettings, OpenOptions {}
+
+export interface CallOptions {
+  signal?: AbortSignal;
+}
+
+export interface RunOptions extends CallOptions {
+  encoding?: 'buffer' | BufferEncoding;
+  maxBuffer?: number;
+}
+
+const OPEN_OPTIONS = ['port', 'principal', 'signal'] as const;
+const CALL_OPTIONS = ['signal'] as const;
+const RUN_OPTIONS = ['signal', 'encoding', 'maxBuffer'] as const;
+
+/**
+ * A persistent connection: several commands over one authenticated
+ * session. Calls run in the order they were made, on the connection's own
+ * thread. A connection the server closed between commands is reopened by
+ * the next command.
+ *
+ * @example
+ * await using r = await Remctl.connect('kdc.example.com');
+ * const { stdout } = await r.run(['kadmin', 'check', 'user'], { encoding: 'utf8' });
+ */
+export class Remctl implements AsyncDisposable {
+  #settings: ConnectionSettings;
+  #handle: NativeHandle | undefined;
+  #opened = false;
+  // Why the last open failed: its handle (and thread) are gone already.
+  #failure: string | undefined;
+
+  constructor(options?: ConnectionSettings) {
+    this.#settings = checkSettings(readOptions(options, SETTING_NAMES));
+  }
+
+  /** A new connection, opened. */
+  static async connect(host: string, options?: ConnectOptions): Promise<Remctl> {
+    const values = readOptions(options, [...SETTING_NAMES, ...OPEN_OPTIONS]);
+    const { port, principal, signal, ...settings } = values;
+    const connection = new Remctl(settings as ConnectionSettings);
+    await connection.open(host, { port, principal, signal } as OpenOptions);
+    return connection;
+  }
+
+  /** True between a successful open() and close() (or an abort). */
+  get opened(): boolean {
+    return this.#opened;
+  }
+
+  /** Opens a connection, closing the one this object had. */
+  async open(host: string, options?: OpenOptions): Promise<void> {
+    const values = readOptions(options, OPEN_OPTIONS);
+    const target = {
+      host: checkText(host, 'host'),
+      port: checkPort(values.port),
+      principal: checkOptionalText(values.principal, 'principal'),
+    };
+    const signal = checkSignal(values.signal);
+    signal?.throwIfAborted();
+    this.#release();
+    this.#failure = undefined;
+    const handle = newHandle(this.#settings);
+    this.#handle = handle;
+    const failure = await this.#call(handle, handle.open(target), signal);
+    if (this.#handle !== handle) return;
+    if (failure !== undefined) {
+      this.#release();
+      this.#failure = failure;
+      throw new RemctlError(failure);
+    }
+    this.#opened = true;
+  }
+
+  /** The ticket cache for the next opens (and transparent reopens). */
+  setCcache(path: string): void {
+    const ccache = checkText(path, 'path');
+    this.#settings.ccache = ccache;
+    this.#handle?.setCcache(ccache);
+  }
+
+  /** The local address for the next connections. */
+  setSourceIp(ip: string): void {
+    const sourceIp = checkSourceIp(ip, 'ip');
+    this.#settings.sourceIp = sourceIp;
+    this.#handle?.setSourceIp(sourceIp);
+  }
+
+  /** Seconds of network inactivity before an operation issued after this call fails; 0 for none. */
+  setTimeout(seconds: number): void {
+    if (typeof seconds === 'number' && Number.isInteger(seconds) && seconds < 0) {
+      throw new RemctlError(`invalid timeout ${seconds}`);
+    }
+    const timeout = checkTimeout(seconds, 'seconds');
+    this.#settings.timeout = timeout;
+    this.#handle?.setTimeout(timeout);
+  }
+
+  /** Sends a command; read its output with output() or outputs(). */
+  async command(command: Iterable<Argument>, options?: CallOptions): Promise<void> {
+    const args = checkCommand(command);
+    const signal = checkSignal(readOptions(options, CALL_OPTIONS).signal);
+    const handle = this.#open(signal);
+    const failure = await this.#call(handle, handle.command(args, false), signal);
+    if (failure !== undefined) throw new RemctlError(failure);
+  }
+
+  /** The next token of the current command's output; `done` once it has ended, until the next command. */
+  async output(options?: CallOptions): Promise<RemctlOutput> {
+    const signal = checkSignal(readOptions(options, CALL_OPTIONS).signal);
+    const handle = this.#open(signal);
+    const token = await this.#call(handle, handle.output(), signal);
+    if (typeof token === 'string') throw new RemctlError(token);
+    return token;
+  }
+
+  /** The tokens of the current command, ending after its status or error token. */
+  async *outputs(options?: CallOptions): AsyncGenerator<RemctlOutput, void, undefined> {
+    for (;;) {
+      const token = await this.output(options);
+      yield token;
+      if (token.type !== 'output') return;
+    }
+  }
+
+  /** Checks the connection is alive (and keeps it so); reopens it if the server closed it. */
+  async noop(options?: CallOptions): Promise<void> {
+    const signal = checkSignal(readOptions(options, CALL_OPTIONS).signal);
+    const handle = this.#open(signal);
+    const failure = await this.#call(handle, handle.noop(), signal);
+    if (failure !== undefined) throw new RemctlError(failure);
+  }
+
+  /**
+   * Runs one command on this connection and collects its output, as remctl()
+   * does. Rejects with RemctlProtocolError when the server answers with an error.
+   */
+  async run(command: Iterable<Argument>, options?: RunOptions & { encoding?: 'buffer' }): Promise<RemctlResult<Buffer>>;
+  async run(command: Iterable<Argument>, options: RunOptions & { encoding: BufferEncoding }): Promise<RemctlResult<string>>;
+  async run(command: Iterable<Argument>, options?: RunOptions): Promise<RemctlResult<string | Buffer>>;
+  async run(command: Iterable<Argument>, options?: RunOptions): Promise<RemctlResult<string | Buffer>> {
+    const args = checkCommand(command);
+    const values = readOptions(options, RUN_OPTIONS);
+    const signal = checkSignal(values.signal);
+    const encoding = checkEncoding(values.encoding);
+    const maxBuffer = values.maxBuffer === undefined ? DEFAULT_MAX_BUFFER : checkMaxBuffer(values.maxBuffer);
+    const handle = this.#open(signal);
+    const raw = await this.#call(handle, handle.run(args, nativeLimit(maxBuffer)), signal);
+    return settleRun(raw, encoding, maxBuffer);
+  }
+
+  /** The text of the last failure, "no error", or "no currently open connection". */
+  error(): string {
+    const handle = this.#handle;
+    if (handle === undefined || handle.closed) return this.#failure ?? 'no currently open connection';
+    return handle.error();
+  }
+
+  /** Says goodbye to the server and ends the connection's thread. */
+  async close(): Promise<void> {
+    const handle = this.#handle;
+    this.#handle = undefined;
+    this.#opened = false;
+    this.#failure = undefined;
+    if (handle !== undefined && !handle.closed) await handle.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  #open(signal: AbortSignal | undefined): NativeHandle {
+    signal?.throwIfAborted();
+    if (!this.#opened || this.#handle === undefined) throw new RemctlNotOpenedError();
+    return this.#handle;
+  }
+
+  // An aborted call closes the connection: what libremctl was in the middle
+  // of cannot be resumed.
+  #call<T>(handle: NativeHandle, promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+    return abortable(promise, signal, () => {
+      handle.cancel();
+      if (this.#handle === handle) this.#release();
+    });
+  }
+
+  #release(): void {
+    const handle = this.#handle;
+    this.#handle = undefined;
+    this.#opened = false;
+    if (handle !== undefined && !handle.closed) handle.close().catch(() => {});
+  }
+}

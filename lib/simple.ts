@@ -1,0 +1,63 @@
+import { abortable } from './abort.js';
+import type { RemctlResult } from './output.js';
+import { DEFAULT_MAX_BUFFER, nativeLimit, settleRun } from './result.js';
+import { checkSettings, newHandle, SETTING_NAMES, type ConnectionSettings } from './settings.js';
+import {
+  checkCommand,
+  checkEncoding,
+  checkMaxBuffer,
+  checkOptionalText,
+  checkPort,
+  checkSignal,
+  checkText,
+  readOptions,
+  type Argument,
+} from './validate.js';
+
+export interface RemctlOptions extends ConnectionSettings {
+  /** 0 or absent: 4373, falling back to 4444, as libremctl does. */
+  port?: number;
+  /** The server's principal; absent: libremctl's default, host/<host>. */
+  principal?: string;
+  signal?: AbortSignal;
+  /** `'buffer'` (the default) or a Buffer encoding such as `'utf8'` for strings. */
+  encoding?: 'buffer' | BufferEncoding;
+  /** Bytes of stdout plus stderr kept before the call fails and its connection closes. Default 64 MiB. */
+  maxBuffer?: number;
+}
+
+export const SIMPLE_OPTIONS = [...SETTING_NAMES, 'port', 'principal', 'signal', 'encoding', 'maxBuffer'] as const;
+
+/** The options shared by every call that opens a connection to run one command. */
+export function checkSimpleOptions(host: unknown, command: unknown, options: unknown, allowed: readonly string[] = SIMPLE_OPTIONS) {
+  const checkedHost = checkText(host, 'host');
+  const args = checkCommand(command);
+  const values = readOptions(options, allowed);
+  const maxBuffer = values.maxBuffer === undefined ? DEFAULT_MAX_BUFFER : checkMaxBuffer(values.maxBuffer);
+  return {
+    target: { host: checkedHost, port: checkPort(values.port), principal: checkOptionalText(values.principal, 'principal') },
+    args,
+    settings: checkSettings(values),
+    signal: checkSignal(values.signal),
+    encoding: checkEncoding(values.encoding),
+    maxBuffer,
+  };
+}
+
+/**
+ * Connects, authenticates, runs one command, collects everything and
+ * closes: the whole exchange runs on a thread of its own.
+ *
+ * @example
+ * const { stdout, status } = await remctl('kdc.example.com', ['kadmin', 'check', 'user'], { encoding: 'utf8' });
+ */
+export async function remctl(host: string, command: Iterable<Argument>, options?: RemctlOptions & { encoding?: 'buffer' }): Promise<RemctlResult<Buffer>>;
+export async function remctl(host: string, command: Iterable<Argument>, options: RemctlOptions & { encoding: BufferEncoding }): Promise<RemctlResult<string>>;
+export async function remctl(host: string, command: Iterable<Argument>, options?: RemctlOptions): Promise<RemctlResult<string | Buffer>>;
+export async function remctl(host: string, command: Iterable<Argument>, options?: RemctlOptions): Promise<RemctlResult<string | Buffer>> {
+  const call = checkSimpleOptions(host, command, options);
+  call.signal?.throwIfAborted();
+  const handle = newHandle(call.settings);
+  const raw = await abortable(handle.runOnce(call.target, call.args, nativeLimit(call.maxBuffer)), call.signal, () => handle.cancel());
+  return settleRun(raw, call.encoding, call.maxBuffer);
+}
