@@ -278,6 +278,7 @@ async function startDaemon(settings, daemon) {
   child.unref();
   const pid = child.pid;
   if (pid === undefined) {
+    // spawn() reports a command it could not run in an 'error' event on a later tick.
     await sleep(0);
     throw new Error(`${daemon.name} ${exit ?? 'could not be started'}`);
   }

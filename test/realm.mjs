@@ -101,30 +101,7 @@ export async function startRealm(options = {}) {
     })());
 
   try {
-    await mkdir(pidDirectory(dir));
-    settings.kdcPort = await freePort();
-    await writeKerberosConfiguration(settings);
-    await createDatabase(settings);
-    await onFreePort(async (port) => {
-      settings.kdcPort = port;
-      await writeKerberosConfiguration(settings);
-      return startKdc(settings);
-    }, settings.kdcPort);
-    await kinit(settings, settings.clientPrincipal, settings.clientKeytab, settings.ccache);
-    await kinit(settings, settings.otherPrincipal, settings.otherKeytab, settings.otherCcache);
-
-    await writeRemctlConfiguration(settings);
-    await onFreePort(async (port) => {
-      settings.port = port;
-      settings.remctldArgs = remctldArgs({
-        port,
-        principal: settings.principal,
-        keytab: settings.serviceKeytab,
-        confPath: settings.confPath,
-        pidFile: settings.remctldPidFile,
-      });
-      return startRemctld(settings);
-    });
+    await bringUp(settings);
   } catch (error) {
     await stop();
     throw error;
@@ -151,6 +128,39 @@ export async function startRealm(options = {}) {
     kinit: (principal, keytab, ccache, extraArgs) => kinit(settings, principal, keytab, ccache, extraArgs),
     toJSON: () => settings,
   };
+}
+
+/**
+ * Creates the realm's database in its directory, starts its KDC, gets the clients their
+ * tickets and starts its remctld.
+ * @param {RealmSettings} settings filled in with the ports the daemons got
+ */
+async function bringUp(settings) {
+  await mkdir(pidDirectory(settings.dir));
+  // kdb5_util reads the configuration too, so it names a port before the KDC holds one.
+  settings.kdcPort = await freePort();
+  await writeKerberosConfiguration(settings);
+  await createDatabase(settings);
+  await onFreePort(async (port) => {
+    settings.kdcPort = port;
+    await writeKerberosConfiguration(settings);
+    return startKdc(settings);
+  }, settings.kdcPort);
+  await kinit(settings, settings.clientPrincipal, settings.clientKeytab, settings.ccache);
+  await kinit(settings, settings.otherPrincipal, settings.otherKeytab, settings.otherCcache);
+
+  await writeRemctlConfiguration(settings);
+  await onFreePort(async (port) => {
+    settings.port = port;
+    settings.remctldArgs = remctldArgs({
+      port,
+      principal: settings.principal,
+      keytab: settings.serviceKeytab,
+      confPath: settings.confPath,
+      pidFile: settings.remctldPidFile,
+    });
+    return startRemctld(settings);
+  });
 }
 
 /**

@@ -297,6 +297,7 @@ describe('starting and stopping realms', () => {
   });
 
   test('startRealm names an option it does not know', async () => {
+    // @ts-expect-error: the misspelling is the point.
     await expect(startRealm({ relam: 'X' })).rejects.toThrow('Unknown startRealm option "relam"; the only option is "realm"');
   });
 });
