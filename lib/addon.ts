@@ -30,6 +30,8 @@ export interface NativeHandle {
   noop(): Promise<string | undefined>;
   run(command: ReadonlyArray<string | Uint8Array>, maxOutput: number): Promise<NativeRunResult>;
   runOnce(target: NativeTarget, command: ReadonlyArray<string | Uint8Array>, maxOutput: number): Promise<NativeRunResult>;
+  /** Blocks the calling thread; only on a handle that never ran anything asynchronously. */
+  runSync(target: NativeTarget, command: ReadonlyArray<string | Uint8Array>, maxOutput: number): NativeRunResult;
   close(): Promise<void>;
   cancel(): void;
   error(): string;
@@ -41,6 +43,8 @@ export interface NativeHandle {
 
 interface NativeAddon {
   RemctlHandle: new () => NativeHandle;
+  /** getaddrinfo's canonical name for a host, as the C client uses it for the default principal. */
+  canonicalName(host: string): string;
 }
 
 const SUPPORTED_NODE = '^20.19.0 || >=22.12.0';

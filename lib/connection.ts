@@ -2,6 +2,7 @@ import { abortable } from './abort.js';
 import type { NativeHandle } from './addon.js';
 import { RemctlError, RemctlNotOpenedError } from './errors.js';
 import type { RemctlOutput, RemctlResult } from './output.js';
+import { RemctlProcess } from './process.js';
 import { DEFAULT_MAX_BUFFER, nativeLimit, settleRun } from './result.js';
 import { checkSettings, newHandle, SETTING_NAMES, type ConnectionSettings } from './settings.js';
 import {
@@ -57,6 +58,9 @@ export class Remctl implements AsyncDisposable {
   #opened = false;
   // Why the last open failed: its handle (and thread) are gone already.
   #failure: string | undefined;
+  // Calls take turns: a call spanning several native operations (spawn,
+  // outputs) holds the connection until it is done.
+  #tail: Promise<void> = Promise.resolve();
 
   constructor(options?: ConnectionSettings) {
     this.#settings = checkSettings(readOptions(options, SETTING_NAMES));
@@ -128,16 +132,14 @@ export class Remctl implements AsyncDisposable {
   async command(command: Iterable<Argument>, options?: CallOptions): Promise<void> {
     const args = checkCommand(command);
     const signal = checkSignal(readOptions(options, CALL_OPTIONS).signal);
-    const handle = this.#open(signal);
-    const failure = await this.#call(handle, handle.command(args, false), signal);
+    const failure = await this.#exclusive(signal, (handle) => handle.command(args, false));
     if (failure !== undefined) throw new RemctlError(failure);
   }
 
   /** The next token of the current command's output; `done` once it has ended, until the next command. */
   async output(options?: CallOptions): Promise<RemctlOutput> {
     const signal = checkSignal(readOptions(options, CALL_OPTIONS).signal);
-    const handle = this.#open(signal);
-    const token = await this.#call(handle, handle.output(), signal);
+    const token = await this.#exclusive(signal, (handle) => handle.output());
     if (typeof token === 'string') throw new RemctlError(token);
     return token;
   }
@@ -154,8 +156,7 @@ export class Remctl implements AsyncDisposable {
   /** Checks the connection is alive (and keeps it so); reopens it if the server closed it. */
   async noop(options?: CallOptions): Promise<void> {
     const signal = checkSignal(readOptions(options, CALL_OPTIONS).signal);
-    const handle = this.#open(signal);
-    const failure = await this.#call(handle, handle.noop(), signal);
+    const failure = await this.#exclusive(signal, (handle) => handle.noop());
     if (failure !== undefined) throw new RemctlError(failure);
   }
 
@@ -172,9 +173,39 @@ export class Remctl implements AsyncDisposable {
     const signal = checkSignal(values.signal);
     const encoding = checkEncoding(values.encoding);
     const maxBuffer = values.maxBuffer === undefined ? DEFAULT_MAX_BUFFER : checkMaxBuffer(values.maxBuffer);
-    const handle = this.#open(signal);
-    const raw = await this.#call(handle, handle.run(args, nativeLimit(maxBuffer)), signal);
+    const raw = await this.#exclusive(signal, (handle) => handle.run(args, nativeLimit(maxBuffer)));
     return settleRun(raw, encoding, maxBuffer);
+  }
+
+  /**
+   * Runs a command on this connection and streams its output as it arrives
+   * (see RemctlProcess). The connection is this command's until it ends.
+   */
+  spawn(command: Iterable<Argument>, options?: CallOptions): RemctlProcess {
+    const args = checkCommand(command);
+    const signal = checkSignal(readOptions(options, CALL_OPTIONS).signal);
+    const turn = this.#acquire();
+    let handle: NativeHandle | undefined;
+    const start = async (): Promise<string | undefined> => {
+      await turn;
+      handle = this.#open(undefined);
+      return handle.command(args, false);
+    };
+    const source = {
+      output: () => handle!.output(),
+      cancel: () => handle?.cancel(),
+    };
+    return new RemctlProcess(
+      source,
+      [start],
+      signal,
+      () => {
+        if (handle !== undefined && this.#handle === handle) this.#release();
+      },
+      () => {
+        turn.then((release) => release());
+      },
+    );
   }
 
   /** The text of the last failure, "no error", or "no currently open connection". */
@@ -195,6 +226,31 @@ export class Remctl implements AsyncDisposable {
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
+  }
+
+  // Resolves with a release function once every call made before has ended.
+  #acquire(): Promise<() => void> {
+    let release!: () => void;
+    const next = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const turn = this.#tail.then(() => release);
+    this.#tail = next;
+    return turn;
+  }
+
+  async #exclusive<T>(signal: AbortSignal | undefined, operation: (handle: NativeHandle) => Promise<T>): Promise<T> {
+    signal?.throwIfAborted();
+    const turn = this.#acquire();
+    let release: (() => void) | undefined;
+    try {
+      release = await abortable(turn, signal, () => {});
+      const handle = this.#open(signal);
+      return await this.#call(handle, operation(handle), signal);
+    } finally {
+      if (release !== undefined) release();
+      else turn.then((late) => late());
+    }
   }
 
   #open(signal: AbortSignal | undefined): NativeHandle {

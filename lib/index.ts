@@ -1,5 +1,8 @@
 export * as _remctl from './_remctl.js';
 export { remctl, type RemctlOptions } from './simple.js';
+export { remctlSync, type RemctlSyncOptions } from './sync.js';
+export { spawn, type SpawnOptions } from './spawn.js';
+export { RemctlProcess } from './process.js';
 export { Remctl, type CallOptions, type ConnectOptions, type OpenOptions, type RunOptions } from './connection.js';
 export type { ConnectionSettings } from './settings.js';
 export type { RemctlOutput, RemctlResult } from './output.js';

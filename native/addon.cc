@@ -8,6 +8,7 @@ namespace remctl_node {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("RemctlHandle", RemctlHandle::Define(env));
+  exports.Set("canonicalName", Napi::Function::New<CanonicalName>(env, "canonicalName"));
   return exports;
 }
 

@@ -1,5 +1,6 @@
 #include "handle.h"
 
+#include <netdb.h>
 #include <unistd.h>
 
 #include <functional>
@@ -105,6 +106,32 @@ class OutputJob : public PromiseJob {
   OutputResult result_;
 };
 
+Napi::Object ToRunObject(Napi::Env env, RunResult&& result) {
+  Napi::Object object = Napi::Object::New(env);
+  object.Set("ok", result.status.ok);
+  if (!result.status.ok) object.Set("message", result.status.message);
+  object.Set("stdout", ToBuffer(env, std::move(result.out)));
+  object.Set("stderr", ToBuffer(env, std::move(result.err)));
+  object.Set("status", result.exit_status);
+  object.Set("exceeded", result.exceeded);
+  if (result.protocol_error) {
+    object.Set("errorCode", result.error_code);
+    object.Set("errorMessage", result.error_message);
+  }
+  return object;
+}
+
+// Opens, runs one command and closes: the one-shot call's whole exchange.
+RunResult RunOnConnection(Connection& connection, OpenTarget target,
+                          const Arguments& args, const Settings& settings,
+                          size_t max_output) {
+  RunResult result;
+  result.status = connection.Open(std::move(target), settings);
+  if (result.status.ok) result = connection.Run(args, settings, max_output);
+  connection.Close();
+  return result;
+}
+
 // One command and all its output, on an open connection or, for the
 // one-shot call, on a connection opened first and closed after.
 class RunJob : public PromiseJob {
@@ -118,11 +145,8 @@ class RunJob : public PromiseJob {
         open_first_(std::move(open_first)) {}
   void Execute(Connection& connection) override {
     if (open_first_) {
-      result_.status = connection.Open(open_first_->Take(), settings_);
-      if (result_.status.ok) {
-        result_ = connection.Run(args_, settings_, max_output_);
-      }
-      connection.Close();
+      result_ = RunOnConnection(connection, open_first_->Take(), args_,
+                                settings_, max_output_);
       return;
     }
     result_ = connection.Run(args_, settings_, max_output_);
@@ -132,18 +156,7 @@ class RunJob : public PromiseJob {
   }
   void Settle(Napi::Env env, Worker& worker) override {
     worker.last_error = result_.status.ok ? kNoError : result_.status.message;
-    Napi::Object object = Napi::Object::New(env);
-    object.Set("ok", result_.status.ok);
-    if (!result_.status.ok) object.Set("message", result_.status.message);
-    object.Set("stdout", ToBuffer(env, std::move(result_.out)));
-    object.Set("stderr", ToBuffer(env, std::move(result_.err)));
-    object.Set("status", result_.exit_status);
-    object.Set("exceeded", result_.exceeded);
-    if (result_.protocol_error) {
-      object.Set("errorCode", result_.error_code);
-      object.Set("errorMessage", result_.error_message);
-    }
-    deferred_.Resolve(object);
+    deferred_.Resolve(ToRunObject(env, std::move(result_)));
   }
 
  private:
@@ -191,6 +204,7 @@ Napi::Function RemctlHandle::Define(Napi::Env env) {
           InstanceMethod<&RemctlHandle::Noop>("noop"),
           InstanceMethod<&RemctlHandle::Run>("run"),
           InstanceMethod<&RemctlHandle::RunOnce>("runOnce"),
+          InstanceMethod<&RemctlHandle::RunSync>("runSync"),
           InstanceMethod<&RemctlHandle::Close>("close"),
           InstanceMethod<&RemctlHandle::Cancel>("cancel"),
           InstanceMethod<&RemctlHandle::Error>("error"),
@@ -280,6 +294,21 @@ Napi::Value RemctlHandle::Close(const Napi::CallbackInfo& info) {
   return promise;
 }
 
+Napi::Value RemctlHandle::RunSync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckOpen(env);
+  Connection* connection = worker_->idle_connection();
+  if (connection == nullptr) {
+    throw Napi::Error::New(env, "runSync needs a handle that never ran anything asynchronously");
+  }
+  TargetHolder target(ToOpenTarget(info[0]));
+  Arguments args = ToArguments(info[1], "command");
+  closed_ = true;
+  RunResult result = RunOnConnection(*connection, target.Take(), args,
+                                     settings_, ToMaxOutput(info[2]));
+  return ToRunObject(env, std::move(result));
+}
+
 Napi::Value RemctlHandle::Cancel(const Napi::CallbackInfo& info) {
   worker_->Cancel();
   return info.Env().Undefined();
@@ -325,6 +354,21 @@ Napi::Value RemctlHandle::SetTimeout(const Napi::CallbackInfo& info) {
 
 Napi::Value RemctlHandle::Closed(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), closed_);
+}
+
+Napi::Value CanonicalName(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string host = info[0].As<Napi::String>().Utf8Value();
+  addrinfo hints{};
+  hints.ai_flags = AI_CANONNAME;
+  addrinfo* list = nullptr;
+  const int status = getaddrinfo(host.c_str(), nullptr, &hints, &list);
+  if (status != 0) {
+    throw Napi::Error::New(env, "cannot resolve host " + host + ": " + gai_strerror(status));
+  }
+  std::string name = list->ai_canonname != nullptr ? list->ai_canonname : host;
+  freeaddrinfo(list);
+  return Napi::String::New(env, name);
 }
 
 Napi::Value RemctlHandle::RunOnce(const Napi::CallbackInfo& info) {

@@ -25,6 +25,7 @@ class RemctlHandle : public Napi::ObjectWrap<RemctlHandle> {
   Napi::Value Noop(const Napi::CallbackInfo& info);
   Napi::Value Run(const Napi::CallbackInfo& info);
   Napi::Value RunOnce(const Napi::CallbackInfo& info);
+  Napi::Value RunSync(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
   Napi::Value Cancel(const Napi::CallbackInfo& info);
   Napi::Value Error(const Napi::CallbackInfo& info);
@@ -41,5 +42,9 @@ class RemctlHandle : public Napi::ObjectWrap<RemctlHandle> {
   bool closed_ = false;
 };
 
+
+// canonicalName(host): the canonical name getaddrinfo reports, which the C
+// client uses for the default principal. Blocking: for the command-line tool.
+Napi::Value CanonicalName(const Napi::CallbackInfo& info);
 
 }  // namespace remctl_node

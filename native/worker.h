@@ -60,6 +60,10 @@ class Worker : public std::enable_shared_from_this<Worker> {
   // Any thread: interrupts what the connection is waiting on.
   void Cancel() { connection_->Cancel(); }
 
+  // The connection, for a synchronous call on the JavaScript thread; only
+  // while no thread was ever started, so nothing else can be using it.
+  Connection* idle_connection() { return started_ ? nullptr : connection_.get(); }
+
   // The error text of the last settled operation, as remctl_error reports
   // it. Only read and written on the JavaScript thread.
   std::string last_error = "no error";

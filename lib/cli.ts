@@ -1,0 +1,198 @@
+#!/usr/bin/env node
+// remctl(1) for Node: the C client's usage, flags, output and exit codes,
+// plus --json and --stdin. Output is written as it arrives.
+import { readFileSync } from 'node:fs';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { addon } from './addon.js';
+import { Remctl } from './connection.js';
+import { errorCodeName } from './errors.js';
+import type { RemctlOutput } from './output.js';
+
+const USAGE = `Usage: remctl <options> <host> <command> [<subcommand> [<parameters>]]
+
+Options:
+    -b <source>   Source IP used for outgoing connections
+    -d            Debugging level of output
+    -h            Display this help
+    -p <port>     remctld port (default: 4373 falling back to 4444)
+    -s <service>  remctld service principal (default: host/<host>)
+    -t <timeout>  Timeout in seconds (default: 0, disable timeout)
+    -v            Display the version of remctl
+`;
+
+const ADDITIONS = `
+Additions to the C client:
+    --json        Print one JSON object instead of the output: stdout and
+                  stderr as UTF-8 text when valid, else base64 (with
+                  stdoutEncoding/stderrEncoding saying which), status, and
+                  error (code, errorCode, message) for a protocol error
+    --stdin       Replace an argument given as - with all of standard input
+                  (for commands the server feeds on stdin)
+`;
+
+const OPTIONS = {
+  b: { type: 'string', short: 'b' },
+  d: { type: 'boolean', short: 'd' },
+  h: { type: 'boolean', short: 'h' },
+  p: { type: 'string', short: 'p' },
+  s: { type: 'string', short: 's' },
+  t: { type: 'string', short: 't' },
+  v: { type: 'boolean', short: 'v' },
+  json: { type: 'boolean' },
+  stdin: { type: 'boolean' },
+} satisfies ParseArgsConfig['options'];
+
+class Exit extends Error {
+  constructor(readonly status: number) {
+    super(`exit ${status}`);
+  }
+}
+
+function die(message: string): never {
+  process.stderr.write(`remctl: ${message}\n`);
+  throw new Exit(1);
+}
+
+function usage(status: number): never {
+  (status === 0 ? process.stdout : process.stderr).write(status === 0 ? USAGE + ADDITIONS : USAGE);
+  throw new Exit(status);
+}
+
+// strtol's reading of a number, so bad values are reported as the C client does.
+function strtol(text: string): { value: number; whole: boolean } {
+  const match = /^\s*([+-]?\d+)/.exec(text);
+  const value = match ? Number.parseInt(match[1]!, 10) : 0;
+  return { value, whole: match !== null && match[0].length === text.length };
+}
+
+// Options end at the first argument that is not one (getopt's "+"), so
+// remote commands may take options of their own.
+function splitArguments(argv: string[]) {
+  const { tokens } = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: false, tokens: true });
+  const first = tokens.find((token) => token.kind === 'positional' || token.kind === 'option-terminator');
+  const end = first === undefined ? argv.length : first.index;
+  const rest = argv.slice(first?.kind === 'option-terminator' ? end + 1 : end);
+  try {
+    const { values } = parseArgs({ args: argv.slice(0, end), options: OPTIONS, strict: true });
+    return { values, rest };
+  } catch (error) {
+    process.stderr.write(`remctl: ${(error as Error).message}\n`);
+    return usage(1);
+  }
+}
+
+function debug(enabled: boolean, message: string) {
+  // Argument values are never printed: the server may mask some (stdin
+  // arguments, passwords), and so do we.
+  if (enabled) process.stderr.write(`remctl: ${message}\n`);
+}
+
+function encodeForJson(data: Buffer): { text: string; encoding: 'utf8' | 'base64' } {
+  const text = data.toString('utf8');
+  return Buffer.from(text, 'utf8').equals(data) ? { text, encoding: 'utf8' } : { text: data.toString('base64'), encoding: 'base64' };
+}
+
+function write(stream: NodeJS.WriteStream, data: Buffer): Promise<void> | undefined {
+  if (stream.write(data)) return undefined;
+  return new Promise((resolve) => stream.once('drain', resolve));
+}
+
+async function main(argv: string[]): Promise<number> {
+  const { values, rest } = splitArguments(argv);
+  if (values.h) usage(0);
+  if (values.v) {
+    const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+    process.stdout.write(`remctl ${version}\n`);
+    return 0;
+  }
+  let port = 0;
+  if (values.p !== undefined) {
+    const { value, whole } = strtol(values.p);
+    if (!whole || value < 1 || value > 65535) die(`invalid port number ${value}`);
+    port = value;
+  }
+  let timeout = 0;
+  if (values.t !== undefined) {
+    const { value, whole } = strtol(values.t);
+    if (!whole || value < 0) die(`invalid timeout value ${value}`);
+    timeout = value;
+  }
+  if (rest.length < 2) usage(1);
+  let [host, ...command] = rest as [string, ...string[]];
+  let args: Array<string | Buffer> = command;
+  if (values.stdin) {
+    const input = readFileSync(0);
+    args = command.map((part) => (part === '-' ? input : part));
+  }
+  // As the C client: without -s, the default principal uses the host's
+  // canonical name, the same the connection resolves.
+  if (values.s === undefined) {
+    try {
+      host = addon.canonicalName(host);
+    } catch (error) {
+      die((error as Error).message);
+    }
+  }
+
+  const connection = new Remctl({ timeout, ...(values.b !== undefined ? { sourceIp: values.b } : {}) });
+  try {
+    debug(values.d === true, `connecting to ${host} port ${port || '4373 (then 4444)'}${values.s ? ` as ${values.s}` : ''}`);
+    try {
+      await connection.open(host, { port, ...(values.s !== undefined ? { principal: values.s } : {}) });
+      debug(values.d === true, `sending command with ${args.length} arguments`);
+      await connection.command(args);
+    } catch (error) {
+      die((error as Error).message);
+    }
+    const stdout: Buffer[] = [];
+    const stderr: Buffer[] = [];
+    let token: RemctlOutput;
+    for (;;) {
+      try {
+        token = await connection.output();
+      } catch (error) {
+        die(`error reading from server: ${(error as Error).message}`);
+      }
+      if (token.type === 'output') {
+        if (values.json) (token.stream === 2 ? stderr : stdout).push(token.data);
+        else await write(token.stream === 2 ? process.stderr : process.stdout, token.data);
+        continue;
+      }
+      if (values.json) {
+        const out = encodeForJson(Buffer.concat(stdout));
+        const err = encodeForJson(Buffer.concat(stderr));
+        const result: Record<string, unknown> = {
+          stdout: out.text,
+          stdoutEncoding: out.encoding,
+          stderr: err.text,
+          stderrEncoding: err.encoding,
+          status: token.type === 'status' ? token.status : token.type === 'error' ? 255 : 0,
+        };
+        if (token.type === 'error') {
+          result.error = { code: errorCodeName(token.error), errorCode: token.error, message: token.data.toString() };
+        }
+        process.stdout.write(`${JSON.stringify(result)}\n`);
+      } else if (token.type === 'error') {
+        await write(process.stderr, Buffer.concat([token.data, Buffer.from('\n')]));
+      }
+      if (token.type === 'status') return token.status;
+      return token.type === 'error' ? 255 : 0;
+    }
+  } finally {
+    await connection.close();
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (status) => {
+    process.exitCode = status;
+  },
+  (error: unknown) => {
+    if (error instanceof Exit) {
+      process.exitCode = error.status;
+      return;
+    }
+    process.stderr.write(`remctl: ${(error as Error)?.message ?? String(error)}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,126 @@
+import { EventEmitter } from 'node:events';
+import { Readable } from 'node:stream';
+import { abortable } from './abort.js';
+import { RemctlError, RemctlProtocolError } from './errors.js';
+import type { RemctlOutput } from './output.js';
+
+/** Where a process reads its tokens from: the native handle its command was sent on. */
+export interface TokenSource {
+  output(): Promise<RemctlOutput | string>;
+  cancel(): void;
+}
+
+/**
+ * A command running on the server, shaped after child_process.spawn():
+ * stdout and stderr are Readable streams that receive each output token as
+ * it arrives, and no further token is read from the server while either
+ * stream is full, so memory stays flat whatever the output's size.
+ *
+ * Failures reject `status` and are emitted as 'error' when there is a
+ * listener (an unheard 'error' would otherwise end the process); both
+ * streams end either way.
+ */
+export class RemctlProcess extends EventEmitter<{ exit: [status: number]; error: [error: Error] }> {
+  readonly stdout: Readable;
+  readonly stderr: Readable;
+  /** The command's exit status, 0 to 255. */
+  readonly status: Promise<number>;
+
+  #handle: TokenSource;
+  #controller = new AbortController();
+  #onAbort: () => void;
+  #waitingOn: Readable | undefined;
+  #resume: (() => void) | undefined;
+  #settle!: { resolve: (status: number) => void; reject: (error: unknown) => void };
+
+  /** @internal Made by spawn() and Remctl#spawn(). */
+  constructor(handle: TokenSource, steps: ReadonlyArray<() => Promise<string | undefined>>, signal: AbortSignal | undefined, onAbort: () => void, onEnd: () => void) {
+    super();
+    this.#handle = handle;
+    this.#onAbort = onAbort;
+    this.stdout = new Readable({ read: () => this.#wanted(this.stdout) });
+    this.stderr = new Readable({ read: () => this.#wanted(this.stderr) });
+    for (const stream of [this.stdout, this.stderr]) stream.once('close', () => this.#wanted(stream));
+    this.status = new Promise<number>((resolve, reject) => {
+      this.#settle = { resolve, reject };
+    });
+    // Awaiting status is optional: a failure nobody asked about is not an unhandled rejection.
+    this.status.catch(() => {});
+    if (signal !== undefined) {
+      if (signal.aborted) this.#controller.abort(signal.reason);
+      else signal.addEventListener('abort', () => this.abort(signal.reason), { once: true });
+    }
+    this.#run(steps).finally(onEnd);
+  }
+
+  /** Ends the command's connection at once; `status` rejects with the reason (an AbortError by default). */
+  abort(reason?: unknown): void {
+    this.#controller.abort(reason ?? new DOMException('The operation was aborted', 'AbortError'));
+  }
+
+  /** The same as abort(), under child_process's name. */
+  kill(): void {
+    this.abort();
+  }
+
+  async #run(steps: ReadonlyArray<() => Promise<string | undefined>>): Promise<void> {
+    const signal = this.#controller.signal;
+    const interrupt = () => {
+      this.#handle.cancel();
+      this.#onAbort();
+    };
+    try {
+      for (const step of steps) {
+        const failure = await abortable(step(), signal, interrupt);
+        if (failure !== undefined) throw new RemctlError(failure);
+      }
+      for (;;) {
+        const token = await abortable(this.#handle.output(), signal, interrupt);
+        if (typeof token === 'string') throw new RemctlError(token);
+        if (token.type === 'output') {
+          const stream = token.stream === 2 ? this.stderr : this.stdout;
+          if (!stream.destroyed && !stream.push(token.data)) await this.#drained(stream, signal);
+        } else if (token.type === 'error') {
+          throw new RemctlProtocolError(token.data.toString(), token.error);
+        } else {
+          this.#end();
+          const status = token.type === 'status' ? token.status : 0;
+          this.#settle.resolve(status);
+          this.emit('exit', status);
+          return;
+        }
+      }
+    } catch (error) {
+      this.#end();
+      this.#settle.reject(error);
+      if (this.listenerCount('error') > 0) this.emit('error', error as Error);
+    }
+  }
+
+  // Waits until the consumer wants more of this stream (or threw it away).
+  #drained(stream: Readable, signal: AbortSignal): Promise<void> {
+    return abortable(
+      new Promise<void>((resolve) => {
+        this.#waitingOn = stream;
+        this.#resume = resolve;
+      }),
+      signal,
+      () => {
+        this.#handle.cancel();
+        this.#onAbort();
+      },
+    );
+  }
+
+  #wanted(stream: Readable): void {
+    if (this.#waitingOn !== stream) return;
+    const resume = this.#resume;
+    this.#waitingOn = undefined;
+    this.#resume = undefined;
+    resume?.();
+  }
+
+  #end(): void {
+    for (const stream of [this.stdout, this.stderr]) if (!stream.destroyed) stream.push(null);
+  }
+}

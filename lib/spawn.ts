@@ -1,0 +1,39 @@
+import { RemctlProcess } from './process.js';
+import { newHandle, SETTING_NAMES, type ConnectionSettings } from './settings.js';
+import { checkSimpleOptions } from './simple.js';
+import type { Argument } from './validate.js';
+
+export interface SpawnOptions extends ConnectionSettings {
+  port?: number;
+  principal?: string;
+  signal?: AbortSignal;
+}
+
+const SPAWN_OPTIONS = [...SETTING_NAMES, 'port', 'principal', 'signal'] as const;
+
+/**
+ * Runs one command on its own connection and streams its output as it
+ * arrives.
+ *
+ * @example
+ * const child = spawn('files.example.com', ['backup', 'dump']);
+ * await pipeline(child.stdout, createWriteStream('dump.tar'));
+ * console.log('exit status', await child.status);
+ */
+export function spawn(host: string, command: Iterable<Argument>, options?: SpawnOptions): RemctlProcess {
+  const call = checkSimpleOptions(host, command, options, SPAWN_OPTIONS);
+  const handle = newHandle(call.settings);
+  // Both are queued at once: the handle's thread runs them in order.
+  const opened = handle.open(call.target);
+  const sent = handle.command(call.args, false);
+  sent.catch(() => {});
+  return new RemctlProcess(
+    handle,
+    [() => opened, () => sent],
+    call.signal,
+    () => {},
+    () => {
+      if (!handle.closed) handle.close().catch(() => {});
+    },
+  );
+}
