@@ -7,6 +7,7 @@ export default defineConfig({
     // Child processes, not threads: the native addon and the Kerberos environment variables are
     // per process.
     pool: 'forks',
+    reporters: ['default', './test/summary-reporter.mjs'],
     testTimeout: 30_000,
     hookTimeout: 60_000,
   },
