@@ -38,6 +38,7 @@ export interface NativeHandle {
   setCcache(ccache: string | null): void;
   setSourceIp(ip: string | null): void;
   setTimeout(seconds: number): boolean;
+  setOpenRetries(count: number, delayMs: number): void;
   readonly closed: boolean;
 }
 

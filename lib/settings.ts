@@ -9,9 +9,28 @@ export interface ConnectionSettings {
   ccache?: string;
   /** The local address to connect from. */
   sourceIp?: string;
+  /**
+   * How many more times to try when the server drops the connection before
+   * authentication completes (as a busy remctld does: its listen backlog is 5).
+   * Nothing has been sent then, so this is safe. Default 3.
+   */
+  openRetries?: number;
+  /** Milliseconds before the first retry, doubled for each next one, plus up to half again of jitter. Default 50. */
+  openRetryDelay?: number;
 }
 
-export const SETTING_NAMES = ['timeout', 'ccache', 'sourceIp'] as const;
+export const SETTING_NAMES = ['timeout', 'ccache', 'sourceIp', 'openRetries', 'openRetryDelay'] as const;
+
+function checkWhole(value: unknown, name: string, max: number): number {
+  if (typeof value !== 'number' || Number.isNaN(value)) throw new TypeError(`${name} must be a number, got ${typeof value}`);
+  if (!Number.isInteger(value) || value < 0 || value > max) {
+    throw new RangeError(`${name} must be a whole number from 0 to ${max}, got ${value}`);
+  }
+  return value;
+}
+
+export const DEFAULT_OPEN_RETRIES = 3;
+export const DEFAULT_OPEN_RETRY_DELAY = 50;
 
 export function checkSettings(values: Record<string, unknown>): ConnectionSettings {
   const settings: ConnectionSettings = {};
@@ -19,6 +38,8 @@ export function checkSettings(values: Record<string, unknown>): ConnectionSettin
   const ccache = checkOptionalText(values.ccache, 'ccache');
   if (ccache !== undefined) settings.ccache = ccache;
   if (values.sourceIp !== undefined && values.sourceIp !== null) settings.sourceIp = checkSourceIp(values.sourceIp);
+  if (values.openRetries !== undefined) settings.openRetries = checkWhole(values.openRetries, 'openRetries', 100);
+  if (values.openRetryDelay !== undefined) settings.openRetryDelay = checkWhole(values.openRetryDelay, 'openRetryDelay', 60_000);
   return settings;
 }
 
@@ -28,5 +49,8 @@ export function newHandle(settings: ConnectionSettings): NativeHandle {
   if (settings.timeout) handle.setTimeout(settings.timeout);
   if (settings.ccache !== undefined) handle.setCcache(settings.ccache);
   if (settings.sourceIp !== undefined) handle.setSourceIp(settings.sourceIp);
+  if (settings.openRetries !== undefined || settings.openRetryDelay !== undefined) {
+    handle.setOpenRetries(settings.openRetries ?? DEFAULT_OPEN_RETRIES, settings.openRetryDelay ?? DEFAULT_OPEN_RETRY_DELAY);
+  }
   return handle;
 }

@@ -4,6 +4,8 @@
 #include <sys/uio.h>
 
 #include <cerrno>
+#include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <utility>
 
@@ -64,7 +66,9 @@ char* ByteBuffer::Release() {
   return data;
 }
 
-Connection::Connection() : cancel_(MakeEventFd()) {}
+Connection::Connection()
+    : cancel_(MakeEventFd()),
+      jitter_seed_(static_cast<unsigned>(reinterpret_cast<uintptr_t>(this))) {}
 
 Connection::~Connection() { Close(); }
 
@@ -82,6 +86,14 @@ std::string Connection::LibraryError(const char* fallback) {
 }
 
 void Connection::Teardown() {
+  Disconnect();
+  if (target_.fd >= 0) {
+    Fd(target_.fd).Reset();
+    target_.fd = -1;
+  }
+}
+
+void Connection::Disconnect() {
   if (r_ != nullptr) {
     remctl_close(r_);
     r_ = nullptr;
@@ -90,10 +102,6 @@ void Connection::Teardown() {
     relay_->BeginOperation(kCloseGraceSeconds);
     relay_->Join();
     relay_.reset();
-  }
-  if (target_.fd >= 0) {
-    Fd(target_.fd).Reset();
-    target_.fd = -1;
   }
   opened_ = false;
 }
@@ -116,6 +124,26 @@ Status Connection::Open(OpenTarget target, const Settings& settings) {
   if (!cancel_.valid()) return Fail(std::string("cannot create eventfd: ") + strerror(errno));
   DrainEventFd(cancel_.get());
   target_ = std::move(target);
+  for (long attempt = 0;; attempt++) {
+    Status status = OpenOnce(settings);
+    if (status.ok || attempt >= settings.open_retries || !RetryableOpenFailure()) {
+      return status;
+    }
+    const long delay = settings.open_retry_delay_ms << std::min(attempt, 16L);
+    const long jitter = delay > 1 ? static_cast<long>(rand_r(&jitter_seed_) % (delay / 2 + 1)) : 0;
+    if (WaitEventFd(cancel_.get(), delay + jitter)) return status;
+  }
+}
+
+// Only a connection the server dropped during authentication is worth
+// another try: not a timeout, not a cancel, not a descriptor we were given.
+bool Connection::RetryableOpenFailure() {
+  return relay_ && relay_->peer_closed() && !relay_->timed_out() &&
+         target_.kind != OpenTarget::Kind::kFd && !WaitEventFd(cancel_.get(), 0);
+}
+
+Status Connection::OpenOnce(const Settings& settings) {
+  Disconnect();
   r_ = remctl_new();
   if (r_ == nullptr) return Fail("cannot allocate memory");
   if (settings.ccache && !remctl_set_ccache(r_, settings.ccache->c_str())) {

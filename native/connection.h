@@ -24,6 +24,12 @@ struct Settings {
   long timeout = 0;
   std::optional<std::string> ccache;
   std::string source_ip;
+  // A server that drops the connection before authentication completes
+  // (remctld's listen backlog is 5) is tried again this many times, after
+  // open_retry_delay_ms, doubled each time, plus up to half again of jitter.
+  // Nothing has been sent then, so trying again is safe.
+  long open_retries = 3;
+  long open_retry_delay_ms = 50;
 };
 
 // Where to open a connection to. Exactly one of the three forms is used.
@@ -119,6 +125,9 @@ class Connection {
   void Cancel();
 
  private:
+  Status OpenOnce(const Settings& settings);
+  bool RetryableOpenFailure();
+  void Disconnect();
   bool Reopenable() const;
   Status Reconnect(const Settings& settings);
   Status Fail(std::string message);
@@ -135,6 +144,7 @@ class Connection {
   // copies live as long as the connection.
   OpenTarget target_;
   bool opened_ = false;
+  unsigned jitter_seed_ = 0;
 };
 
 }  // namespace remctl_node

@@ -211,6 +211,7 @@ Napi::Function RemctlHandle::Define(Napi::Env env) {
           InstanceMethod<&RemctlHandle::SetCcache>("setCcache"),
           InstanceMethod<&RemctlHandle::SetSourceIp>("setSourceIp"),
           InstanceMethod<&RemctlHandle::SetTimeout>("setTimeout"),
+          InstanceMethod<&RemctlHandle::SetOpenRetries>("setOpenRetries"),
           InstanceAccessor<&RemctlHandle::Closed>("closed"),
       });
 }
@@ -350,6 +351,14 @@ Napi::Value RemctlHandle::SetTimeout(const Napi::CallbackInfo& info) {
   }
   settings_.timeout = static_cast<long>(timeout);
   return Napi::Boolean::New(env, true);
+}
+
+Napi::Value RemctlHandle::SetOpenRetries(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckOpen(env);
+  settings_.open_retries = info[0].ToNumber().Int32Value();
+  settings_.open_retry_delay_ms = info[1].ToNumber().Int32Value();
+  return env.Undefined();
 }
 
 Napi::Value RemctlHandle::Closed(const Napi::CallbackInfo& info) {

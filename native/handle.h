@@ -32,6 +32,7 @@ class RemctlHandle : public Napi::ObjectWrap<RemctlHandle> {
   Napi::Value SetCcache(const Napi::CallbackInfo& info);
   Napi::Value SetSourceIp(const Napi::CallbackInfo& info);
   Napi::Value SetTimeout(const Napi::CallbackInfo& info);
+  Napi::Value SetOpenRetries(const Napi::CallbackInfo& info);
   Napi::Value Closed(const Napi::CallbackInfo& info);
 
   Napi::Value Submit(Napi::Env env, std::unique_ptr<PromiseJob> job);

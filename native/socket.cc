@@ -152,6 +152,17 @@ void DrainEventFd(int fd) {
   }
 }
 
+bool WaitEventFd(int fd, long ms) {
+  const int64_t deadline = NowMs() + ms;
+  for (;;) {
+    pollfd wait{fd, POLLIN, 0};
+    int64_t left = deadline - NowMs();
+    int n = poll(&wait, 1, left > 0 ? static_cast<int>(left) : 0);
+    if (n < 0 && errno == EINTR) continue;
+    return n > 0;
+  }
+}
+
 Fd ConnectHost(const std::string& host, unsigned short port,
                const std::string& source, long timeout, int cancel_fd,
                std::string* error) {

@@ -83,6 +83,8 @@ class Relay {
   void EndOperation();
 
   bool timed_out() const { return timed_out_.load(); }
+  // The server closed or reset the connection.
+  bool peer_closed() const { return peer_closed_.load(); }
   // False once the server closed, the relay failed or ended.
   bool alive() const { return !finished_.load() && !peer_closed_.load(); }
 
@@ -112,5 +114,7 @@ class Relay {
 Fd MakeEventFd();
 void SignalEventFd(int fd);
 void DrainEventFd(int fd);
+// Waits up to ms for the eventfd; true if it was signalled.
+bool WaitEventFd(int fd, long ms);
 
 }  // namespace remctl_node
