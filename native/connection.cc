@@ -251,7 +251,9 @@ OutputResult Connection::Output(const Settings& settings) {
       break;
     case REMCTL_OUT_STATUS:
       token.type = Token::Type::kStatus;
-      token.status = output->status;
+      // The protocol sends one byte; libremctl reads it as a signed char, so
+      // a command killed by a signal (status 255) would read -1.
+      token.status = output->status & 0xff;
       break;
     case REMCTL_OUT_ERROR:
       token.type = Token::Type::kError;
