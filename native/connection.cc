@@ -24,6 +24,10 @@ std::string AsTimeout(const std::string& message) {
   return message.substr(0, colon) + ": timed out";
 }
 
+// The protocol sends one byte; libremctl reads it as a signed char, so a
+// command killed by a signal (status 255) would read -1.
+int StatusByte(const struct remctl_output* output) { return output->status & 0xff; }
+
 }  // namespace
 
 ByteBuffer::ByteBuffer(ByteBuffer&& other) noexcept
@@ -230,19 +234,23 @@ Status Connection::Command(const Arguments& args, bool as_strings,
   return {};
 }
 
-OutputResult Connection::Output(const Settings& settings) {
-  OutputResult result;
+struct remctl_output* Connection::NextOutput(const Settings& settings,
+                                             Status* status) {
   if (r_ == nullptr || !opened_) {
-    result.status = Fail("no connection open");
-    return result;
+    *status = Fail("no connection open");
+    return nullptr;
   }
   relay_->BeginOperation(settings.timeout);
   struct remctl_output* output = remctl_output(r_);
   relay_->EndOperation();
-  if (output == nullptr) {
-    result.status = Fail(LibraryError("cannot read output"));
-    return result;
-  }
+  if (output == nullptr) *status = Fail(LibraryError("cannot read output"));
+  return output;
+}
+
+OutputResult Connection::Output(const Settings& settings) {
+  OutputResult result;
+  struct remctl_output* output = NextOutput(settings, &result.status);
+  if (output == nullptr) return result;
   Token& token = result.token;
   switch (output->type) {
     case REMCTL_OUT_OUTPUT:
@@ -251,9 +259,7 @@ OutputResult Connection::Output(const Settings& settings) {
       break;
     case REMCTL_OUT_STATUS:
       token.type = Token::Type::kStatus;
-      // The protocol sends one byte; libremctl reads it as a signed char, so
-      // a command killed by a signal (status 255) would read -1.
-      token.status = output->status & 0xff;
+      token.status = StatusByte(output);
       break;
     case REMCTL_OUT_ERROR:
       token.type = Token::Type::kError;
@@ -290,42 +296,35 @@ RunResult Connection::Run(const Arguments& args, const Settings& settings,
   result.status = Command(args, false, settings);
   if (!result.status.ok) return result;
   for (;;) {
-    OutputResult output = Output(settings);
-    if (!output.status.ok) {
-      result.status = std::move(output.status);
-      return result;
-    }
-    Token& token = output.token;
-    switch (token.type) {
-      case Token::Type::kOutput: {
-        ByteBuffer& into = token.stream == 2 ? result.err : result.out;
+    // Straight from libremctl's token into the result: one copy of the data.
+    struct remctl_output* output = NextOutput(settings, &result.status);
+    if (output == nullptr) return result;
+    switch (output->type) {
+      case REMCTL_OUT_OUTPUT: {
         if (max_output != 0 &&
-            result.out.size() + result.err.size() + token.data.size() >
-                max_output) {
+            result.out.size() + result.err.size() + output->length > max_output) {
           // The rest of the output is still on its way: the connection
           // cannot carry another command, so it ends here.
           result.exceeded = true;
           Teardown();
           return result;
         }
-        if (into.size() == 0) {
-          into = std::move(token.data);
-        } else if (!into.Append(token.data.data(), token.data.size())) {
+        ByteBuffer& into = output->stream == 2 ? result.err : result.out;
+        if (!into.Append(output->data, output->length)) {
           result.status = Fail("cannot allocate memory");
           return result;
         }
         break;
       }
-      case Token::Type::kStatus:
-        result.exit_status = token.status;
+      case REMCTL_OUT_STATUS:
+        result.exit_status = StatusByte(output);
         return result;
-      case Token::Type::kError:
+      case REMCTL_OUT_ERROR:
         result.protocol_error = true;
-        result.error_code = token.error;
-        result.error_message.assign(token.data.data() ? token.data.data() : "",
-                                    token.data.size());
+        result.error_code = output->error;
+        result.error_message.assign(output->data ? output->data : "", output->length);
         return result;
-      case Token::Type::kDone:
+      case REMCTL_OUT_DONE:
         return result;
     }
   }

@@ -15,6 +15,7 @@
 #include "socket.h"
 
 struct remctl;
+struct remctl_output;
 
 namespace remctl_node {
 
@@ -126,6 +127,8 @@ class Connection {
 
  private:
   Status OpenOnce(const Settings& settings);
+  // libremctl's next token, valid until the next call on the connection.
+  struct remctl_output* NextOutput(const Settings& settings, Status* status);
   bool RetryableOpenFailure();
   void Disconnect();
   bool Reopenable() const;

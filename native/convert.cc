@@ -10,8 +10,9 @@ namespace remctl_node {
 
 namespace {
 
-// Below this size a copy is cheaper than an external buffer's finalizer.
-constexpr size_t kCopyBelow = 64 * 1024;
+// Below this size a copy is cheaper than an external buffer's finalizer;
+// above it (a full 64 KiB token, say) handing the memory over is cheaper.
+constexpr size_t kCopyBelow = 16 * 1024;
 
 [[noreturn]] void ThrowType(Napi::Env env, const std::string& message) {
   throw Napi::TypeError::New(env, message);
