@@ -114,7 +114,11 @@ bool Connection::Reopenable() const {
   return target_.kind == OpenTarget::Kind::kHost && !target_.host.empty();
 }
 
-Status Connection::Reconnect(const Settings& settings) {
+// Before a command: a connection the server closed since the last one is
+// reopened, as libremctl does for connections it opened by host name.
+Status Connection::EnsureConnected(const Settings& settings) {
+  if (r_ == nullptr || !opened_) return Fail("no connection open");
+  if (relay_->alive() || !Reopenable()) return {};
   OpenTarget target = target_;
   return Open(std::move(target), settings);
 }
@@ -201,11 +205,8 @@ Status Connection::OpenOnce(const Settings& settings) {
 
 Status Connection::Command(const Arguments& args, bool as_strings,
                            const Settings& settings) {
-  if (r_ == nullptr || !opened_) return Fail("no connection open");
-  if (!relay_->alive() && Reopenable()) {
-    Status reopened = Reconnect(settings);
-    if (!reopened.ok) return reopened;
-  }
+  Status connected = EnsureConnected(settings);
+  if (!connected.ok) return connected;
   std::vector<iovec> vector(args.lengths.size());
   size_t offset = 0;
   for (size_t i = 0; i < args.lengths.size(); i++) {
@@ -278,11 +279,8 @@ OutputResult Connection::Output(const Settings& settings) {
 }
 
 Status Connection::Noop(const Settings& settings) {
-  if (r_ == nullptr || !opened_) return Fail("no connection open");
-  if (!relay_->alive() && Reopenable()) {
-    Status reopened = Reconnect(settings);
-    if (!reopened.ok) return reopened;
-  }
+  Status connected = EnsureConnected(settings);
+  if (!connected.ok) return connected;
   relay_->BeginOperation(settings.timeout);
   const bool ok = remctl_noop(r_) != 0;
   relay_->EndOperation();

@@ -132,7 +132,7 @@ class Connection {
   bool RetryableOpenFailure();
   void Disconnect();
   bool Reopenable() const;
-  Status Reconnect(const Settings& settings);
+  Status EnsureConnected(const Settings& settings);
   Status Fail(std::string message);
   std::string LibraryError(const char* fallback);
   void Teardown();

@@ -27,8 +27,8 @@ void SettleStatus(Napi::Env env, Worker& worker,
   }
 }
 
-// open, command and noop: resolve to true, or to false with the error kept
-// for remctl_error.
+// open, command and noop: resolve to undefined, or to the error text (which
+// remctl_error also reports).
 class StatusJob : public PromiseJob {
  public:
   using Operation = std::function<Status(Connection&)>;
@@ -62,24 +62,6 @@ class TargetHolder {
 
  private:
   OpenTarget target_;
-};
-
-class OpenJob : public PromiseJob {
- public:
-  OpenJob(Napi::Env env, OpenTarget target, Settings settings)
-      : PromiseJob(env), target_(std::move(target)), settings_(std::move(settings)) {}
-  void Execute(Connection& connection) override {
-    status_ = connection.Open(target_.Take(), settings_);
-  }
-  void Failed(const std::string& message) override { status_ = {false, message}; }
-  void Settle(Napi::Env env, Worker& worker) override {
-    SettleStatus(env, worker, deferred_, status_);
-  }
-
- private:
-  TargetHolder target_;
-  Settings settings_;
-  Status status_;
 };
 
 class OutputJob : public PromiseJob {
@@ -244,8 +226,12 @@ Napi::Value RemctlHandle::Submit(Napi::Env env, std::unique_ptr<PromiseJob> job)
 Napi::Value RemctlHandle::Open(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckOpen(env);
-  OpenTarget target = ToOpenTarget(info[0]);
-  return Submit(env, std::make_unique<OpenJob>(env, std::move(target), settings_));
+  auto target = std::make_shared<TargetHolder>(ToOpenTarget(info[0]));
+  Settings settings = settings_;
+  return Submit(env, std::make_unique<StatusJob>(
+                         env, [target, settings](Connection& connection) {
+                           return connection.Open(target->Take(), settings);
+                         }));
 }
 
 Napi::Value RemctlHandle::Command(const Napi::CallbackInfo& info) {
