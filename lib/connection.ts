@@ -61,6 +61,8 @@ export class Remctl implements AsyncDisposable {
   // Calls take turns: a call spanning several native operations (spawn,
   // outputs) holds the connection until it is done.
   #tail: Promise<void> = Promise.resolve();
+  // close() was called; calls made before it still run.
+  #closing = false;
 
   constructor(options?: ConnectionSettings) {
     this.#settings = checkSettings(readOptions(options, SETTING_NAMES));
@@ -75,9 +77,9 @@ export class Remctl implements AsyncDisposable {
     return connection;
   }
 
-  /** True between a successful open() and close() (or an abort). */
+  /** True between a successful open() and a call of close() (or an abort). */
   get opened(): boolean {
-    return this.#opened;
+    return this.#opened && !this.#closing;
   }
 
   /** Opens a connection, closing the one this object had. */
@@ -90,18 +92,20 @@ export class Remctl implements AsyncDisposable {
     };
     const signal = checkSignal(values.signal);
     signal?.throwIfAborted();
-    this.#release();
-    this.#failure = undefined;
-    const handle = newHandle(this.#settings);
-    this.#handle = handle;
-    const failure = await this.#call(handle, handle.open(target), signal);
-    if (this.#handle !== handle) return;
-    if (failure !== undefined) {
+    await this.#inTurn(signal, async () => {
       this.#release();
-      this.#failure = failure;
-      throw new RemctlError(failure);
-    }
-    this.#opened = true;
+      this.#failure = undefined;
+      const handle = newHandle(this.#settings);
+      this.#handle = handle;
+      const failure = await this.#call(handle, handle.open(target), signal);
+      if (this.#handle !== handle) return;
+      if (failure !== undefined) {
+        this.#release();
+        this.#failure = failure;
+        throw new RemctlError(failure);
+      }
+      this.#opened = true;
+    });
   }
 
   /** The ticket cache for the next opens (and transparent reopens). */
@@ -173,7 +177,12 @@ export class Remctl implements AsyncDisposable {
     const signal = checkSignal(values.signal);
     const encoding = checkEncoding(values.encoding);
     const maxBuffer = values.maxBuffer === undefined ? DEFAULT_MAX_BUFFER : checkMaxBuffer(values.maxBuffer);
-    const raw = await this.#exclusive(signal, (handle) => handle.run(args, nativeLimit(maxBuffer)));
+    const raw = await this.#exclusive(signal, async (handle) => {
+      const result = await handle.run(args, nativeLimit(maxBuffer));
+      // The rest of that output never arrived: the native side closed the connection.
+      if (result.exceeded && this.#handle === handle) this.#release();
+      return result;
+    });
     return settleRun(raw, encoding, maxBuffer);
   }
 
@@ -215,13 +224,17 @@ export class Remctl implements AsyncDisposable {
     return handle.error();
   }
 
-  /** Says goodbye to the server and ends the connection's thread. */
+  /** Says goodbye to the server and ends the connection's thread, once the calls made before have ended. */
   async close(): Promise<void> {
-    const handle = this.#handle;
-    this.#handle = undefined;
-    this.#opened = false;
-    this.#failure = undefined;
-    if (handle !== undefined && !handle.closed) await handle.close();
+    this.#closing = true;
+    await this.#inTurn(undefined, async () => {
+      this.#closing = false;
+      const handle = this.#handle;
+      this.#handle = undefined;
+      this.#opened = false;
+      this.#failure = undefined;
+      if (handle !== undefined && !handle.closed) await handle.close();
+    });
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -239,18 +252,27 @@ export class Remctl implements AsyncDisposable {
     return turn;
   }
 
-  async #exclusive<T>(signal: AbortSignal | undefined, operation: (handle: NativeHandle) => Promise<T>): Promise<T> {
+  // Runs task once every call made before has ended. A signal that aborts
+  // while waiting gives the turn up unused.
+  async #inTurn<T>(signal: AbortSignal | undefined, task: () => Promise<T>): Promise<T> {
     signal?.throwIfAborted();
     const turn = this.#acquire();
     let release: (() => void) | undefined;
     try {
       release = await abortable(turn, signal, () => {});
-      const handle = this.#open(signal);
-      return await this.#call(handle, operation(handle), signal);
+      return await task();
     } finally {
       if (release !== undefined) release();
       else turn.then((late) => late());
     }
+  }
+
+  // An operation on the open connection, in turn.
+  #exclusive<T>(signal: AbortSignal | undefined, operation: (handle: NativeHandle) => Promise<T>): Promise<T> {
+    return this.#inTurn(signal, () => {
+      const handle = this.#open(signal);
+      return this.#call(handle, operation(handle), signal);
+    });
   }
 
   #open(signal: AbortSignal | undefined): NativeHandle {

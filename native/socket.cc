@@ -383,13 +383,15 @@ void Relay::Pump() {
     }
     if (!down.empty() && !down.Drain(lib)) break;  // libremctl closed its end
   }
+  // Said before libremctl can notice, so that no command is sent on a
+  // connection that is already over.
+  finished_.store(true);
   // Closing both descriptors here, not in the destructor, is what tells
   // libremctl (end of file) and the server (FIN) that the connection is over.
   shutdown(lib, SHUT_RDWR);
   shutdown(server, SHUT_RDWR);
   pump_end_.Reset();
   server_.Reset();
-  finished_.store(true);
 }
 
 }  // namespace remctl_node
