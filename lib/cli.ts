@@ -2,7 +2,6 @@
 // remctl(1) for Node: the C client's usage, flags, output and exit codes,
 // plus --json and --stdin. Output is written as it arrives.
 import { readFileSync } from 'node:fs';
-import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { addon } from './addon.js';
 import { Remctl } from './connection.js';
 import { errorCodeName } from './errors.js';
@@ -30,17 +29,22 @@ Additions to the C client:
                   (for commands the server feeds on stdin)
 `;
 
-const OPTIONS = {
-  b: { type: 'string', short: 'b' },
-  d: { type: 'boolean', short: 'd' },
-  h: { type: 'boolean', short: 'h' },
-  p: { type: 'string', short: 'p' },
-  s: { type: 'string', short: 's' },
-  t: { type: 'string', short: 't' },
-  v: { type: 'boolean', short: 'v' },
-  json: { type: 'boolean' },
-  stdin: { type: 'boolean' },
-} satisfies ParseArgsConfig['options'];
+// getopt's "+b:dhp:s:t:v": the letters that take a value.
+const TAKES_VALUE = new Set(['b', 'p', 's', 't']);
+const FLAGS = new Set(['d', 'h', 'v']);
+const LONG_FLAGS = new Set(['json', 'stdin']);
+
+interface Options {
+  b?: string;
+  d?: boolean;
+  h?: boolean;
+  p?: string;
+  s?: string;
+  t?: string;
+  v?: boolean;
+  json?: boolean;
+  stdin?: boolean;
+}
 
 class Exit extends Error {
   constructor(readonly status: number) {
@@ -65,20 +69,49 @@ function strtol(text: string): { value: number; whole: boolean } {
   return { value, whole: match !== null && match[0].length === text.length };
 }
 
-// Options end at the first argument that is not one (getopt's "+"), so
-// remote commands may take options of their own.
-function splitArguments(argv: string[]) {
-  const { tokens } = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: false, tokens: true });
-  const first = tokens.find((token) => token.kind === 'positional' || token.kind === 'option-terminator');
-  const end = first === undefined ? argv.length : first.index;
-  const rest = argv.slice(first?.kind === 'option-terminator' ? end + 1 : end);
-  try {
-    const { values } = parseArgs({ args: argv.slice(0, end), options: OPTIONS, strict: true });
-    return { values, rest };
-  } catch (error) {
-    process.stderr.write(`remctl: ${(error as Error).message}\n`);
-    return usage(1);
+// The C client's getopt, which util.parseArgs cannot be: options end at the
+// first argument that is not one (so remote commands may take options of
+// their own), values may start with "-" (-t -1), and letters cluster (-dp 4373).
+function splitArguments(argv: string[]): { values: Options; rest: string[] } {
+  const values: Options = {};
+  let i = 0;
+  for (; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--') {
+      i++;
+      break;
+    }
+    if (arg.startsWith('--') && LONG_FLAGS.has(arg.slice(2))) {
+      values[arg.slice(2) as 'json' | 'stdin'] = true;
+      continue;
+    }
+    if (!arg.startsWith('-') || arg === '-') break;
+    if (arg.startsWith('--')) {
+      process.stderr.write(`remctl: unrecognized option '${arg}'\n`);
+      usage(1);
+    }
+    for (let j = 1; j < arg.length; j++) {
+      const letter = arg[j]!;
+      if (FLAGS.has(letter)) {
+        values[letter as 'd' | 'h' | 'v'] = true;
+      } else if (TAKES_VALUE.has(letter)) {
+        let value = arg.slice(j + 1);
+        if (value === '') {
+          if (i + 1 >= argv.length) {
+            process.stderr.write(`remctl: option requires an argument -- '${letter}'\n`);
+            usage(1);
+          }
+          value = argv[++i]!;
+        }
+        values[letter as 'b' | 'p' | 's' | 't'] = value;
+        break;
+      } else {
+        process.stderr.write(`remctl: invalid option -- '${letter}'\n`);
+        usage(1);
+      }
+    }
   }
+  return { values, rest: argv.slice(i) };
 }
 
 function debug(enabled: boolean, message: string) {

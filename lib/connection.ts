@@ -195,8 +195,11 @@ export class Remctl implements AsyncDisposable {
     const signal = checkSignal(readOptions(options, CALL_OPTIONS).signal);
     const turn = this.#acquire();
     let handle: NativeHandle | undefined;
-    const start = async (): Promise<string | undefined> => {
+    const start = async (aborted: AbortSignal): Promise<string | undefined> => {
       await turn;
+      // Aborted while waiting: its command must never go out, or its output
+      // would be the next call's.
+      aborted.throwIfAborted();
       handle = this.#open(undefined);
       return handle.command(args, false);
     };

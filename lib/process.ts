@@ -4,6 +4,13 @@ import { abortable } from './abort.js';
 import { RemctlError, RemctlProtocolError } from './errors.js';
 import type { RemctlOutput } from './output.js';
 
+/**
+ * What has to happen before the output can be read (open, send the command):
+ * each resolves to undefined or the error text, and is started only while
+ * the process has not been aborted.
+ */
+export type Step = (signal: AbortSignal) => Promise<string | undefined>;
+
 /** Where a process reads its tokens from: the native handle its command was sent on. */
 export interface TokenSource {
   output(): Promise<RemctlOutput | string>;
@@ -34,7 +41,7 @@ export class RemctlProcess extends EventEmitter<{ exit: [status: number]; error:
   #settle!: { resolve: (status: number) => void; reject: (error: unknown) => void };
 
   /** @internal Made by spawn() and Remctl#spawn(). */
-  constructor(handle: TokenSource, steps: ReadonlyArray<() => Promise<string | undefined>>, signal: AbortSignal | undefined, onAbort: () => void, onEnd: () => void) {
+  constructor(handle: TokenSource, steps: ReadonlyArray<Step>, signal: AbortSignal | undefined, onAbort: () => void, onEnd: () => void) {
     super();
     this.#handle = handle;
     this.#onAbort = onAbort;
@@ -63,7 +70,7 @@ export class RemctlProcess extends EventEmitter<{ exit: [status: number]; error:
     this.abort();
   }
 
-  async #run(steps: ReadonlyArray<() => Promise<string | undefined>>): Promise<void> {
+  async #run(steps: ReadonlyArray<Step>): Promise<void> {
     const signal = this.#controller.signal;
     const interrupt = () => {
       this.#handle.cancel();
@@ -71,7 +78,8 @@ export class RemctlProcess extends EventEmitter<{ exit: [status: number]; error:
     };
     try {
       for (const step of steps) {
-        const failure = await abortable(step(), signal, interrupt);
+        signal.throwIfAborted();
+        const failure = await abortable(step(signal), signal, interrupt);
         if (failure !== undefined) throw new RemctlError(failure);
       }
       for (;;) {

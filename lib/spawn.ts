@@ -23,13 +23,9 @@ const SPAWN_OPTIONS = [...SETTING_NAMES, 'port', 'principal', 'signal'] as const
 export function spawn(host: string, command: Iterable<Argument>, options?: SpawnOptions): RemctlProcess {
   const call = checkSimpleOptions(host, command, options, SPAWN_OPTIONS);
   const handle = newHandle(call.settings);
-  // Both are queued at once: the handle's thread runs them in order.
-  const opened = handle.open(call.target);
-  const sent = handle.command(call.args, false);
-  sent.catch(() => {});
   return new RemctlProcess(
     handle,
-    [() => opened, () => sent],
+    [() => handle.open(call.target), () => handle.command(call.args, false)],
     call.signal,
     () => {},
     () => {
