@@ -10,12 +10,16 @@ import {
   checkOptionalText,
   checkPort,
   checkText,
-  type Argument,
+  type Command,
 } from './validate.js';
 import { isIP } from 'node:net';
 
+declare const remctlHandle: unique symbol;
+
 /** An opaque `struct remctl`, from remctl_new(). */
-export type RemctlHandle = NativeHandle & { readonly __remctlHandle: unique symbol };
+export interface RemctlHandle {
+  readonly [remctlHandle]: true;
+}
 
 /** What the one-shot remctl() returns, as `struct remctl_result`. */
 export interface RemctlCResult {
@@ -32,7 +36,7 @@ export interface SocketAddress {
   port: number;
 }
 
-function handle(r: unknown): NativeHandle {
+function handle(r: RemctlHandle | unknown): NativeHandle {
   if (!(r instanceof addon.RemctlHandle)) {
     throw new TypeError('r must be a remctl handle from remctl_new()');
   }
@@ -68,7 +72,7 @@ async function opened(r: NativeHandle, target: NativeTarget): Promise<boolean> {
  * Arguments are binary-safe. Resolves to `struct remctl_result`'s fields;
  * failures are in `error`.
  */
-export async function remctl(host: string, port: number, principal: string | null | undefined, command: Iterable<Argument>): Promise<RemctlCResult> {
+export async function remctl(host: string, port: number, principal: string | null | undefined, command: Command): Promise<RemctlCResult> {
   const target = { ...hostAndPrincipal(host, principal), port: checkPort(port) };
   const args = checkCommand(command);
   const r = new addon.RemctlHandle();
@@ -82,7 +86,7 @@ export async function remctl(host: string, port: number, principal: string | nul
 }
 
 export function remctl_new(): RemctlHandle {
-  return new addon.RemctlHandle() as RemctlHandle;
+  return new addon.RemctlHandle() as unknown as RemctlHandle;
 }
 
 /** Opens a connection; a port of 0 tries 4373, then 4444. The principal defaults to host/<host>. */
@@ -144,7 +148,7 @@ export function remctl_set_timeout(r: RemctlHandle, timeout: number): boolean {
 }
 
 /** Sends a command of strings, as the C function's NUL-terminated strings. */
-export async function remctl_command(r: RemctlHandle, command: Iterable<string>): Promise<boolean> {
+export async function remctl_command(r: RemctlHandle, command: Iterable<string> & object): Promise<boolean> {
   const h = handle(r);
   const args = checkCommand(command);
   args.forEach((part, i) => {
@@ -155,7 +159,7 @@ export async function remctl_command(r: RemctlHandle, command: Iterable<string>)
 }
 
 /** Sends a command whose arguments may be any bytes. */
-export async function remctl_commandv(r: RemctlHandle, command: Iterable<Argument>): Promise<boolean> {
+export async function remctl_commandv(r: RemctlHandle, command: Command): Promise<boolean> {
   const h = handle(r);
   return (await h.command(checkCommand(command), false)) === undefined;
 }

@@ -52,7 +52,7 @@ const SUPPORTED_NODE = '^20.19.0 || >=22.12.0';
 
 function nodeIsSupported(version: string): boolean {
   const [major = 0, minor = 0] = version.split('.').map(Number);
-  return major >= 23 || (major === 22 && minor >= 12) || (major === 20 && minor >= 19) || major === 21;
+  return major >= 23 || (major === 22 && minor >= 12) || (major === 20 && minor >= 19);
 }
 
 // A failed load is reported in a sentence that says what to do about it.

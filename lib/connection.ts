@@ -16,7 +16,7 @@ import {
   checkText,
   checkTimeout,
   readOptions,
-  type Argument,
+  type Command,
 } from './validate.js';
 
 export interface OpenOptions {
@@ -133,7 +133,7 @@ export class Remctl implements AsyncDisposable {
   }
 
   /** Sends a command; read its output with output() or outputs(). */
-  async command(command: Iterable<Argument>, options?: CallOptions): Promise<void> {
+  async command(command: Command, options?: CallOptions): Promise<void> {
     const args = checkCommand(command);
     const signal = checkSignal(readOptions(options, CALL_OPTIONS).signal);
     const failure = await this.#exclusive(signal, (handle) => handle.command(args, false));
@@ -168,10 +168,10 @@ export class Remctl implements AsyncDisposable {
    * Runs one command on this connection and collects its output, as remctl()
    * does. Rejects with RemctlProtocolError when the server answers with an error.
    */
-  async run(command: Iterable<Argument>, options?: RunOptions & { encoding?: 'buffer' }): Promise<RemctlResult<Buffer>>;
-  async run(command: Iterable<Argument>, options: RunOptions & { encoding: BufferEncoding }): Promise<RemctlResult<string>>;
-  async run(command: Iterable<Argument>, options?: RunOptions): Promise<RemctlResult<string | Buffer>>;
-  async run(command: Iterable<Argument>, options?: RunOptions): Promise<RemctlResult<string | Buffer>> {
+  async run(command: Command, options?: RunOptions & { encoding?: 'buffer' }): Promise<RemctlResult<Buffer>>;
+  async run(command: Command, options: RunOptions & { encoding: BufferEncoding }): Promise<RemctlResult<string>>;
+  async run(command: Command, options?: RunOptions): Promise<RemctlResult<string | Buffer>>;
+  async run(command: Command, options?: RunOptions): Promise<RemctlResult<string | Buffer>> {
     const args = checkCommand(command);
     const values = readOptions(options, RUN_OPTIONS);
     const signal = checkSignal(values.signal);
@@ -190,7 +190,7 @@ export class Remctl implements AsyncDisposable {
    * Runs a command on this connection and streams its output as it arrives
    * (see RemctlProcess). The connection is this command's until it ends.
    */
-  spawn(command: Iterable<Argument>, options?: CallOptions): RemctlProcess {
+  spawn(command: Command, options?: CallOptions): RemctlProcess {
     const args = checkCommand(command);
     const signal = checkSignal(readOptions(options, CALL_OPTIONS).signal);
     const turn = this.#acquire();

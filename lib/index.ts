@@ -6,5 +6,6 @@ export { RemctlProcess } from './process.js';
 export { Remctl, type CallOptions, type ConnectOptions, type OpenOptions, type RunOptions } from './connection.js';
 export type { ConnectionSettings } from './settings.js';
 export type { RemctlOutput, RemctlResult } from './output.js';
+export type { Argument, Command } from './validate.js';
 export { DEFAULT_MAX_BUFFER, MaxBufferError } from './result.js';
 export * from './errors.js';

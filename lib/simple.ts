@@ -11,7 +11,7 @@ import {
   checkSignal,
   checkText,
   readOptions,
-  type Argument,
+  type Command,
 } from './validate.js';
 
 export interface RemctlOptions extends ConnectionSettings {
@@ -51,10 +51,10 @@ export function checkSimpleOptions(host: unknown, command: unknown, options: unk
  * @example
  * const { stdout, status } = await remctl('kdc.example.com', ['kadmin', 'check', 'user'], { encoding: 'utf8' });
  */
-export async function remctl(host: string, command: Iterable<Argument>, options?: RemctlOptions & { encoding?: 'buffer' }): Promise<RemctlResult<Buffer>>;
-export async function remctl(host: string, command: Iterable<Argument>, options: RemctlOptions & { encoding: BufferEncoding }): Promise<RemctlResult<string>>;
-export async function remctl(host: string, command: Iterable<Argument>, options?: RemctlOptions): Promise<RemctlResult<string | Buffer>>;
-export async function remctl(host: string, command: Iterable<Argument>, options?: RemctlOptions): Promise<RemctlResult<string | Buffer>> {
+export async function remctl(host: string, command: Command, options?: RemctlOptions & { encoding?: 'buffer' }): Promise<RemctlResult<Buffer>>;
+export async function remctl(host: string, command: Command, options: RemctlOptions & { encoding: BufferEncoding }): Promise<RemctlResult<string>>;
+export async function remctl(host: string, command: Command, options?: RemctlOptions): Promise<RemctlResult<string | Buffer>>;
+export async function remctl(host: string, command: Command, options?: RemctlOptions): Promise<RemctlResult<string | Buffer>> {
   const call = checkSimpleOptions(host, command, options);
   call.signal?.throwIfAborted();
   const handle = newHandle(call.settings);

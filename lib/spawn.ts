@@ -1,7 +1,7 @@
 import { RemctlProcess } from './process.js';
 import { newHandle, SETTING_NAMES, type ConnectionSettings } from './settings.js';
 import { checkSimpleOptions } from './simple.js';
-import type { Argument } from './validate.js';
+import type { Command } from './validate.js';
 
 export interface SpawnOptions extends ConnectionSettings {
   port?: number;
@@ -20,7 +20,7 @@ const SPAWN_OPTIONS = [...SETTING_NAMES, 'port', 'principal', 'signal'] as const
  * await pipeline(child.stdout, createWriteStream('dump.tar'));
  * console.log('exit status', await child.status);
  */
-export function spawn(host: string, command: Iterable<Argument>, options?: SpawnOptions): RemctlProcess {
+export function spawn(host: string, command: Command, options?: SpawnOptions): RemctlProcess {
   const call = checkSimpleOptions(host, command, options, SPAWN_OPTIONS);
   const handle = newHandle(call.settings);
   return new RemctlProcess(

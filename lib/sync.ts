@@ -2,7 +2,7 @@ import type { RemctlResult } from './output.js';
 import { nativeLimit, settleRun } from './result.js';
 import { newHandle, SETTING_NAMES } from './settings.js';
 import { checkSimpleOptions, type RemctlOptions } from './simple.js';
-import type { Argument } from './validate.js';
+import type { Command } from './validate.js';
 
 export type RemctlSyncOptions = Omit<RemctlOptions, 'signal'>;
 
@@ -13,10 +13,10 @@ const SYNC_OPTIONS = [...SETTING_NAMES, 'port', 'principal', 'encoding', 'maxBuf
  * command has finished, like child_process.execFileSync, and returns its
  * result or throws.
  */
-export function remctlSync(host: string, command: Iterable<Argument>, options?: RemctlSyncOptions & { encoding?: 'buffer' }): RemctlResult<Buffer>;
-export function remctlSync(host: string, command: Iterable<Argument>, options: RemctlSyncOptions & { encoding: BufferEncoding }): RemctlResult<string>;
-export function remctlSync(host: string, command: Iterable<Argument>, options?: RemctlSyncOptions): RemctlResult<string | Buffer>;
-export function remctlSync(host: string, command: Iterable<Argument>, options?: RemctlSyncOptions): RemctlResult<string | Buffer> {
+export function remctlSync(host: string, command: Command, options?: RemctlSyncOptions & { encoding?: 'buffer' }): RemctlResult<Buffer>;
+export function remctlSync(host: string, command: Command, options: RemctlSyncOptions & { encoding: BufferEncoding }): RemctlResult<string>;
+export function remctlSync(host: string, command: Command, options?: RemctlSyncOptions): RemctlResult<string | Buffer>;
+export function remctlSync(host: string, command: Command, options?: RemctlSyncOptions): RemctlResult<string | Buffer> {
   const call = checkSimpleOptions(host, command, options, SYNC_OPTIONS);
   const handle = newHandle(call.settings);
   return settleRun(handle.runSync(call.target, call.args, nativeLimit(call.maxBuffer)), call.encoding, call.maxBuffer);

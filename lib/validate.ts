@@ -5,6 +5,12 @@ import { isIP } from 'node:net';
 
 export type Argument = string | Uint8Array;
 
+/**
+ * A command: an array (any iterable) of arguments. `& object` keeps a lone
+ * string, which is an iterable of strings too, from passing as one.
+ */
+export type Command = Iterable<Argument> & object;
+
 function describe(value: unknown): string {
   if (value === null) return 'null';
   if (typeof value === 'string') return `the string ${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value)}`;
