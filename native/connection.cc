@@ -13,10 +13,7 @@ namespace remctl_node {
 
 namespace {
 
-// How long closing may wait for the server to take our goodbye.
-constexpr long kCloseGraceSeconds = 2;
-
-// libremctl reports a relay we shut down for inactivity as end of file or a
+// libremctl reports a socket we shut down for inactivity as end of file or a
 // broken pipe; say what really happened, in its own wording.
 std::string AsTimeout(const std::string& message) {
   size_t colon = message.rfind(": ");
@@ -79,13 +76,23 @@ Connection::~Connection() { Close(); }
 void Connection::Cancel() {
   std::lock_guard<std::mutex> lock(cancel_mutex_);
   if (cancel_.valid()) SignalEventFd(cancel_.get());
+  if (link_) link_->Shutdown();
+}
+
+void Connection::SetLink(std::unique_ptr<Link> link) {
+  std::unique_ptr<Link> old;
+  {
+    std::lock_guard<std::mutex> lock(cancel_mutex_);
+    old = std::move(link_);
+    link_ = std::move(link);
+  }
 }
 
 Status Connection::Fail(std::string message) { return {false, std::move(message)}; }
 
 std::string Connection::LibraryError(const char* fallback) {
   std::string message = r_ != nullptr ? remctl_error(r_) : fallback;
-  if (relay_ && relay_->timed_out()) return AsTimeout(message);
+  if (link_ && link_->timed_out()) return AsTimeout(message);
   return message;
 }
 
@@ -99,14 +106,13 @@ void Connection::Teardown() {
 
 void Connection::Disconnect() {
   if (r_ != nullptr) {
+    // libremctl's goodbye gives up at once rather than wait on a server
+    // that stopped reading.
+    if (link_) link_->StopBlocking();
     remctl_close(r_);
     r_ = nullptr;
   }
-  if (relay_) {
-    relay_->BeginOperation(kCloseGraceSeconds);
-    relay_->Join();
-    relay_.reset();
-  }
+  SetLink(nullptr);
   opened_ = false;
 }
 
@@ -118,7 +124,7 @@ bool Connection::Reopenable() const {
 // reopened, as libremctl does for connections it opened by host name.
 Status Connection::EnsureConnected(const Settings& settings) {
   if (r_ == nullptr || !opened_) return Fail("no connection open");
-  if (relay_->alive() || !Reopenable()) return {};
+  if (link_->alive() || !Reopenable()) return {};
   OpenTarget target = target_;
   return Open(std::move(target), settings);
 }
@@ -146,7 +152,7 @@ Status Connection::Open(OpenTarget target, const Settings& settings) {
 // Only a connection the server dropped during authentication is worth
 // another try: not a timeout, not a cancel, not a descriptor we were given.
 bool Connection::RetryableOpenFailure() {
-  return relay_ && relay_->peer_closed() && !relay_->timed_out() &&
+  return link_ && link_->PeerClosed() && !link_->timed_out() &&
          target_.kind != OpenTarget::Kind::kFd && !WaitEventFd(cancel_.get(), 0);
 }
 
@@ -190,14 +196,17 @@ Status Connection::OpenOnce(const Settings& settings) {
   if (!server.valid()) return Fail(error);
 
   int lib_fd = -1;
-  relay_ = Relay::Start(std::move(server), cancel_.get(), &lib_fd, &error);
-  if (!relay_) return Fail(error);
+  std::unique_ptr<Link> link = Link::Start(std::move(server), &lib_fd, &error);
+  if (!link) return Fail(error);
+  SetLink(std::move(link));
+  // A cancel that came while connecting found no link to shut down.
+  if (WaitEventFd(cancel_.get(), 0)) link_->Shutdown();
   const char* host = target_.host.empty() ? nullptr : target_.host.c_str();
   const char* principal =
       target_.principal ? target_.principal->c_str() : nullptr;
-  relay_->BeginOperation(settings.timeout);
+  link_->BeginOperation(settings.timeout);
   const bool ok = remctl_open_fd(r_, host, lib_fd, principal) != 0;
-  relay_->EndOperation();
+  link_->EndOperation();
   if (!ok) return Fail(LibraryError("cannot open connection"));
   opened_ = true;
   return {};
@@ -214,7 +223,7 @@ Status Connection::Command(const Arguments& args, bool as_strings,
     vector[i].iov_len = args.lengths[i];
     offset += args.lengths[i];
   }
-  relay_->BeginOperation(settings.timeout);
+  link_->BeginOperation(settings.timeout);
   bool ok;
   if (as_strings) {
     std::vector<std::string> copies;
@@ -230,7 +239,7 @@ Status Connection::Command(const Arguments& args, bool as_strings,
   } else {
     ok = remctl_commandv(r_, vector.data(), vector.size()) != 0;
   }
-  relay_->EndOperation();
+  link_->EndOperation();
   if (!ok) return Fail(LibraryError("cannot send command"));
   return {};
 }
@@ -241,9 +250,9 @@ struct remctl_output* Connection::NextOutput(const Settings& settings,
     *status = Fail("no connection open");
     return nullptr;
   }
-  relay_->BeginOperation(settings.timeout);
+  link_->BeginOperation(settings.timeout);
   struct remctl_output* output = remctl_output(r_);
-  relay_->EndOperation();
+  link_->EndOperation();
   if (output == nullptr) *status = Fail(LibraryError("cannot read output"));
   return output;
 }
@@ -281,9 +290,9 @@ OutputResult Connection::Output(const Settings& settings) {
 Status Connection::Noop(const Settings& settings) {
   Status connected = EnsureConnected(settings);
   if (!connected.ok) return connected;
-  relay_->BeginOperation(settings.timeout);
+  link_->BeginOperation(settings.timeout);
   const bool ok = remctl_noop(r_) != 0;
-  relay_->EndOperation();
+  link_->EndOperation();
   if (!ok) return Fail(LibraryError("cannot send noop"));
   return {};
 }

@@ -1,5 +1,5 @@
 // Plain C++ over libremctl: one remctl connection, its settings and the
-// relay under it. Every method returns what happened ({ok, message, ...})
+// socket under it. Every method returns what happened ({ok, message, ...})
 // instead of throwing, and nothing here knows about N-API. All methods but
 // Cancel() run on one thread at a time (the connection's worker).
 #pragma once
@@ -131,6 +131,7 @@ class Connection {
   struct remctl_output* NextOutput(const Settings& settings, Status* status);
   bool RetryableOpenFailure();
   void Disconnect();
+  void SetLink(std::unique_ptr<Link> link);
   bool Reopenable() const;
   Status EnsureConnected(const Settings& settings);
   Status Fail(std::string message);
@@ -138,10 +139,12 @@ class Connection {
   void Teardown();
 
   struct remctl* r_ = nullptr;
-  std::unique_ptr<Relay> relay_;
-  // Signalled by Cancel() from any thread; the mutex keeps it from being
-  // signalled after Close() freed the descriptor, whose number may be reused.
+  // Cancel() reaches both from any thread: the eventfd for a connect or a
+  // wait under way, the link for a libremctl call. The mutex keeps either
+  // from being used after the worker freed it (a descriptor number may be
+  // reused at once); only the worker thread changes them.
   std::mutex cancel_mutex_;
+  std::unique_ptr<Link> link_;
   Fd cancel_;
   // libremctl keeps pointers to the host and principal it was given; these
   // copies live as long as the connection.

@@ -13,13 +13,16 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <algorithm>
+#include <condition_variable>
+#include <mutex>
+#include <set>
 #include <system_error>
+#include <thread>
 
 namespace remctl_node {
 
 namespace {
-
-constexpr size_t kRelayBuffer = 256 * 1024;
 
 int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -118,10 +121,6 @@ Fd ConnectFirst(const addrinfo* list, const std::string& source, long timeout,
   return Fd();
 }
 
-bool SetNonBlocking(int fd) {
-  int flags = fcntl(fd, F_GETFL);
-  return flags >= 0 && fcntl(fd, F_SETFL, flags | O_NONBLOCK) == 0;
-}
 
 }  // namespace
 
@@ -213,185 +212,127 @@ Fd ConnectAddresses(const std::vector<SocketAddress>& addresses,
   return Fd();
 }
 
-std::unique_ptr<Relay> Relay::Start(Fd server, int cancel_fd, int* lib_fd,
-                                    std::string* error) {
-  int pair[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0) {
-    *error = std::string("cannot create socket pair: ") + strerror(errno);
-    return nullptr;
-  }
-  Fd lib(pair[0]);
-  Fd pump(pair[1]);
-  int on = 1;
-  // The server socket may be a caller's descriptor of any kind: options that
-  // do not apply to it are fine to miss.
-  setsockopt(server.get(), IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
-  if (!SetNonBlocking(server.get()) || !SetNonBlocking(pump.get())) {
-    *error = std::string("cannot set up relay: ") + strerror(errno);
-    return nullptr;
-  }
-  std::unique_ptr<Relay> relay(
-      new Relay(std::move(server), std::move(pump), cancel_fd));
-  if (!relay->wake_.valid()) {
-    *error = std::string("cannot create eventfd: ") + strerror(errno);
-    return nullptr;
-  }
-  try {
-    relay->thread_ = std::thread(&Relay::Pump, relay.get());
-  } catch (const std::system_error& e) {
-    *error = std::string("cannot start relay thread: ") + e.what();
-    return nullptr;
-  }
-  *lib_fd = lib.Release();
-  return relay;
-}
-
-Relay::Relay(Fd server, Fd pump_end, int cancel_fd)
-    : server_(std::move(server)),
-      pump_end_(std::move(pump_end)),
-      cancel_fd_(cancel_fd),
-      wake_(MakeEventFd()) {
-  last_activity_ms_ = NowMs();
-}
-
-Relay::~Relay() { Join(); }
-
-void Relay::Join() {
-  if (thread_.joinable()) thread_.join();
-}
-
-void Relay::Touch() { last_activity_ms_.store(NowMs()); }
-
-void Relay::BeginOperation(long timeout) {
-  Touch();
-  const long ms = timeout > 0 ? timeout * 1000 : 0;
-  busy_.store(true);
-  if (timeout_ms_.exchange(ms) != ms) SignalEventFd(wake_.get());
-}
-
-void Relay::EndOperation() { busy_.store(false); }
-
 namespace {
 
-// Bytes on their way in one direction.
-class Pipe {
+// Checks every watched link's timeout. Process-wide, and running only while
+// some open connection has a timeout, so an idle process keeps no thread.
+class Watchdog {
  public:
-  Pipe() : data_(new char[kRelayBuffer]) {}
-  bool empty() const { return start_ == end_; }
-  bool full() const { return end_ == kRelayBuffer; }
-  // Reads what fits; returns bytes read, 0 at end of file, -1 with errno.
-  ssize_t Fill(int fd) {
-    ssize_t n;
-    do {
-      n = recv(fd, data_.get() + end_, kRelayBuffer - end_, 0);
-    } while (n < 0 && errno == EINTR);
-    if (n > 0) end_ += static_cast<size_t>(n);
-    return n;
+  static Watchdog& Instance() {
+    // Never destroyed: a detached thread may still be finishing its loop.
+    static Watchdog* instance = new Watchdog();
+    return *instance;
   }
-  // Writes what it can; returns false on a write error other than EAGAIN.
-  bool Drain(int fd) {
-    while (!empty()) {
-      ssize_t n = send(fd, data_.get() + start_, end_ - start_, MSG_NOSIGNAL);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK;
-      start_ += static_cast<size_t>(n);
+
+  void Add(Link* link) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    links_.insert(link);
+    if (running_) return;
+    try {
+      std::thread([this] { Run(); }).detach();
+      running_ = true;
+    } catch (const std::system_error&) {
+      // Without a thread timeouts cannot fire; the calls still work.
     }
-    start_ = end_ = 0;
-    return true;
+  }
+
+  void Remove(Link* link) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    links_.erase(link);
   }
 
  private:
-  std::unique_ptr<char[]> data_;
-  size_t start_ = 0;
-  size_t end_ = 0;
+  void Run() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    while (!links_.empty()) {
+      const int64_t now = NowMs();
+      for (Link* link : links_) link->CheckTimeout(now);
+      // Nothing notifies this: it is a sleep that lets go of the lock.
+      idle_.wait_for(lock, std::chrono::milliseconds(kWatchdogPeriodMs));
+    }
+    running_ = false;
+  }
+
+  static constexpr int kWatchdogPeriodMs = 100;
+  std::mutex mutex_;
+  std::condition_variable idle_;
+  std::set<Link*> links_;
+  bool running_ = false;
 };
 
 }  // namespace
 
-void Relay::Pump() {
-  const int server = server_.get();
-  const int lib = pump_end_.get();
-  Pipe up;    // libremctl -> server
-  Pipe down;  // server -> libremctl
-  bool lib_eof = false;
-  bool server_eof = false;
-  int one = 1;
-  for (;;) {
-    if (lib_eof && up.empty()) break;     // libremctl is done with us
-    if (server_eof && down.empty()) break;  // all the server said is delivered
-    const short server_events =
-        (!server_eof && !down.full() ? POLLIN : 0) | (!up.empty() ? POLLOUT : 0);
-    const short lib_events =
-        (!lib_eof && !up.full() ? POLLIN : 0) | (!down.empty() ? POLLOUT : 0);
-    // A side we want nothing from stays out of the poll: a hang-up on it would
-    // otherwise wake us again and again while the other side catches up.
-    pollfd fds[4] = {
-        {server_events ? server : -1, server_events, 0},
-        {lib_events ? lib : -1, lib_events, 0},
-        {cancel_fd_, POLLIN, 0},
-        {wake_.get(), POLLIN, 0},
-    };
-    const long timeout = timeout_ms_.load();
-    int wait = -1;
-    if (timeout > 0) {
-      wait = static_cast<int>(timeout);
-      if (busy_.load()) {
-        int64_t left = last_activity_ms_.load() + timeout - NowMs();
-        if (left <= 0) {
-          timed_out_.store(true);
-          break;
-        }
-        wait = static_cast<int>(left);
-      }
-    }
-    int n = poll(fds, 4, wait);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) break;
-    if (fds[2].revents) break;
-    if (fds[3].revents) DrainEventFd(wake_.get());
-    if (n == 0) continue;  // the loop head decides whether time ran out
-
-    if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-      if (!server_eof && !down.full()) {
-        ssize_t got = down.Fill(server);
-        if (got > 0) {
-          Touch();
-          setsockopt(server, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
-        } else if (got == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
-          server_eof = true;
-          peer_closed_.store(true);
-        }
-      } else if (fds[0].revents & POLLERR) {
-        server_eof = true;
-        peer_closed_.store(true);
-      }
-    }
-    if ((fds[1].revents & (POLLIN | POLLHUP | POLLERR)) && !lib_eof &&
-        !up.full()) {
-      ssize_t got = up.Fill(lib);
-      if (got == 0 || (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
-        lib_eof = true;
-      }
-    }
-    if (!up.empty()) {
-      if (up.Drain(server)) {
-        Touch();
-      } else {
-        peer_closed_.store(true);
-        break;
-      }
-    }
-    if (!down.empty() && !down.Drain(lib)) break;  // libremctl closed its end
+std::unique_ptr<Link> Link::Start(Fd socket, int* lib_fd, std::string* error) {
+  int on = 1;
+  // The socket may be a caller's descriptor of any kind: options that do not
+  // apply to it are fine to miss. Without TCP_NODELAY a command sent as
+  // several tokens would wait for the server's delayed ACKs.
+  setsockopt(socket.get(), IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+  int flags = fcntl(socket.get(), F_GETFL);
+  if (flags < 0 || fcntl(socket.get(), F_SETFL, flags & ~O_NONBLOCK) < 0) {
+    *error = std::string("cannot set up socket: ") + strerror(errno);
+    return nullptr;
   }
-  // Said before libremctl can notice, so that no command is sent on a
-  // connection that is already over.
-  finished_.store(true);
-  // Closing both descriptors here, not in the destructor, is what tells
-  // libremctl (end of file) and the server (FIN) that the connection is over.
-  shutdown(lib, SHUT_RDWR);
-  shutdown(server, SHUT_RDWR);
-  pump_end_.Reset();
-  server_.Reset();
+  int duplicate = fcntl(socket.get(), F_DUPFD_CLOEXEC, 0);
+  if (duplicate < 0) {
+    *error = std::string("cannot duplicate socket: ") + strerror(errno);
+    return nullptr;
+  }
+  *lib_fd = duplicate;
+  return std::unique_ptr<Link>(new Link(std::move(socket)));
+}
+
+Link::~Link() {
+  if (watched_) Watchdog::Instance().Remove(this);
+}
+
+void Link::BeginOperation(long timeout) {
+  started_ms_.store(NowMs());
+  timeout_ms_.store(timeout > 0 ? timeout * 1000 : 0);
+  busy_.store(true);
+  if (timeout > 0 && !watched_) {
+    watched_ = true;
+    Watchdog::Instance().Add(this);
+  }
+}
+
+void Link::EndOperation() {
+  busy_.store(false);
+  int one = 1;
+  setsockopt(socket_.get(), IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
+}
+
+void Link::Shutdown() {
+  shut_down_.store(true);
+  shutdown(socket_.get(), SHUT_RDWR);
+}
+
+void Link::StopBlocking() {
+  int flags = fcntl(socket_.get(), F_GETFL);
+  if (flags >= 0) fcntl(socket_.get(), F_SETFL, flags | O_NONBLOCK);
+}
+
+bool Link::PeerClosed() const {
+  if (shut_down_.load()) return true;
+  pollfd check{socket_.get(), POLLIN | POLLRDHUP, 0};
+  if (poll(&check, 1, 0) <= 0) return false;
+  return (check.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
+void Link::CheckTimeout(int64_t now_ms) {
+  const long timeout = timeout_ms_.load();
+  if (!busy_.load() || timeout <= 0 || timed_out_.load()) return;
+  int64_t idle = now_ms - started_ms_.load();
+  // The kernel knows when the server last sent data or acknowledged ours:
+  // that is the activity an inactivity timeout is about.
+  tcp_info info{};
+  socklen_t length = sizeof(info);
+  if (getsockopt(socket_.get(), IPPROTO_TCP, TCP_INFO, &info, &length) == 0) {
+    idle = std::min<int64_t>(idle, std::min(info.tcpi_last_data_recv, info.tcpi_last_ack_recv));
+  }
+  if (idle < timeout) return;
+  timed_out_.store(true);
+  shutdown(socket_.get(), SHUT_RDWR);
 }
 
 }  // namespace remctl_node

@@ -1,13 +1,10 @@
-// The TCP connection we own and hand to libremctl through a relay.
+// The TCP connection we own and hand to libremctl.
 //
 // libremctl waits with select() when it has a timeout, which aborts the
 // process for descriptors of 1024 and above, and it cannot be interrupted
-// while it reads. So we connect ourselves, keep libremctl's timeout at 0, and
-// put a relay of our own between libremctl and the server: libremctl talks
-// over a socketpair, the relay moves the bytes, re-arms TCP_QUICKACK after
-// every receive (stock remctld leaves Nagle on, so each delayed ACK would
-// cost ~40 ms a command), enforces the user's inactivity timeout and shuts
-// everything down at once when a call is cancelled.
+// while it reads. So we connect ourselves (with poll()), keep libremctl's
+// timeout at 0, give libremctl a duplicate of the socket, and do from the
+// outside what it cannot: inactivity timeouts, aborts, and prompt ACKs.
 //
 // Nothing here knows about N-API.
 #pragma once
@@ -16,7 +13,6 @@
 #include <cstdint>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 namespace remctl_node {
@@ -65,49 +61,54 @@ Fd ConnectAddresses(const std::vector<SocketAddress>& addresses,
                     const std::string& source, long timeout, int cancel_fd,
                     std::string* error);
 
-// Moves bytes between libremctl's end of a socketpair and the server socket
-// on a thread of its own, until either side closes, the connection is
-// cancelled, or an operation sees no traffic for its timeout.
-class Relay {
+// The connected socket under a libremctl connection. libremctl reads and
+// writes a duplicate of it; we keep the original, which lets us act on the
+// connection while libremctl is blocked in it.
+class Link {
  public:
-  // Takes the connected server socket. On success lib_fd receives the
-  // descriptor libremctl must use (libremctl closes it); on failure returns
+  // Takes the connected socket (made blocking, as libremctl expects; for a
+  // caller's descriptor this changes the caller's too). On success lib_fd
+  // receives the duplicate for libremctl, which closes it; on failure returns
   // null with error set.
-  static std::unique_ptr<Relay> Start(Fd server, int cancel_fd, int* lib_fd,
-                                      std::string* error);
-  ~Relay();
+  static std::unique_ptr<Link> Start(Fd socket, int* lib_fd, std::string* error);
+  ~Link();
+  Link(const Link&) = delete;
+  Link& operator=(const Link&) = delete;
 
-  // Brackets a blocking libremctl call: while one is in progress, timeout
-  // seconds without a byte moving either way end the connection.
+  // Bracket every blocking libremctl call. While one is in progress, timeout
+  // seconds without the server sending data or acknowledging ours end the
+  // connection (a process-wide watchdog checks every 100 ms). Afterwards
+  // TCP_QUICKACK is re-armed: stock remctld leaves Nagle on, so the token it
+  // sends after one we just read waits for our ACK, which Linux would delay
+  // by up to 40 ms.
   void BeginOperation(long timeout);
   void EndOperation();
 
-  bool timed_out() const { return timed_out_.load(); }
-  // The server closed or reset the connection.
-  bool peer_closed() const { return peer_closed_.load(); }
-  // False once the server closed, the relay failed or ended.
-  bool alive() const { return !finished_.load() && !peer_closed_.load(); }
+  // Any thread: ends the connection now; a blocked libremctl call returns.
+  void Shutdown();
 
-  // Waits for the pump thread to end. It ends by itself once libremctl closed
-  // its end, or at once after a cancel or a timeout.
-  void Join();
+  // libremctl's writes fail instead of waiting (its write loop gives up on
+  // EAGAIN): for the goodbye on close.
+  void StopBlocking();
+
+  bool timed_out() const { return timed_out_.load(); }
+  // The server closed or reset the connection (or we shut it down).
+  bool PeerClosed() const;
+  bool alive() const { return !timed_out() && !PeerClosed(); }
+
+  // The watchdog, under its lock.
+  void CheckTimeout(int64_t now_ms);
 
  private:
-  Relay(Fd server, Fd pump_end, int cancel_fd);
-  void Pump();
-  void Touch();
+  explicit Link(Fd socket) : socket_(std::move(socket)) {}
 
-  Fd server_;
-  Fd pump_end_;
-  int cancel_fd_;
-  Fd wake_;  // eventfd: a new timeout was set
-  std::thread thread_;
+  Fd socket_;
   std::atomic<bool> busy_{false};
   std::atomic<bool> timed_out_{false};
-  std::atomic<bool> peer_closed_{false};
-  std::atomic<bool> finished_{false};
-  std::atomic<int64_t> last_activity_ms_{0};
+  std::atomic<bool> shut_down_{false};
+  std::atomic<int64_t> started_ms_{0};
   std::atomic<long> timeout_ms_{0};
+  bool watched_ = false;  // worker thread only
 };
 
 // Creates an eventfd used to cancel whatever a connection is waiting on.
