@@ -253,7 +253,11 @@ struct remctl_output* Connection::NextOutput(const Settings& settings,
   link_->BeginOperation(settings.timeout);
   struct remctl_output* output = remctl_output(r_);
   link_->EndOperation();
-  if (output == nullptr) *status = Fail(LibraryError("cannot read output"));
+  if (output == nullptr) {
+    *status = Fail(LibraryError("cannot read output"));
+  } else if (output->type == REMCTL_OUT_OUTPUT) {
+    link_->Acknowledge();
+  }
   return output;
 }
 

@@ -7,6 +7,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -296,8 +297,9 @@ void Link::BeginOperation(long timeout) {
   }
 }
 
-void Link::EndOperation() {
-  busy_.store(false);
+void Link::Acknowledge() {
+  int waiting = 0;
+  if (ioctl(socket_.get(), FIONREAD, &waiting) == 0 && waiting > 0) return;
   int one = 1;
   setsockopt(socket_.get(), IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
 }

@@ -77,12 +77,16 @@ class Link {
 
   // Bracket every blocking libremctl call. While one is in progress, timeout
   // seconds without the server sending data or acknowledging ours end the
-  // connection (a process-wide watchdog checks every 100 ms). Afterwards
-  // TCP_QUICKACK is re-armed: stock remctld leaves Nagle on, so the token it
-  // sends after one we just read waits for our ACK, which Linux would delay
-  // by up to 40 ms.
+  // connection (a process-wide watchdog checks every 100 ms).
   void BeginOperation(long timeout);
-  void EndOperation();
+  void EndOperation() { busy_.store(false); }
+
+  // After reading a token that more will follow: stock remctld leaves Nagle
+  // on, so its next token waits for our ACK of this one, which Linux would
+  // delay by up to 40 ms. Re-arming TCP_QUICKACK sends it now. When the next
+  // token is already here, the server was not waiting, and no packet is
+  // spent on it.
+  void Acknowledge();
 
   // Any thread: ends the connection now; a blocked libremctl call returns.
   void Shutdown();
