@@ -3,7 +3,7 @@
 // with the text from remctl_error); only programmer errors throw, as a
 // TypeError or RangeError naming the argument. Calls that can wait on the
 // network return Promises and run on the handle's own thread.
-import { addon, type NativeHandle, type NativeTarget } from './addon.js';
+import { addon, unpackRun, type NativeHandle, type NativeTarget } from './addon.js';
 import type { RemctlOutput } from './output.js';
 import {
   checkCommand,
@@ -76,7 +76,7 @@ export async function remctl(host: string, port: number, principal: string | nul
   const target = { ...hostAndPrincipal(host, principal), port: checkPort(port) };
   const args = checkCommand(command);
   const r = new addon.RemctlHandle();
-  const result = await r.runOnce(target, args, 0);
+  const result = unpackRun(await r.runOnce(target, args, 0));
   return {
     error: result.errorMessage ?? (result.ok ? null : (result.message ?? 'unknown error')),
     stdout: result.stdout,

@@ -4,13 +4,29 @@ import type { RemctlOutput } from './output.js';
 /** What the native addon resolves a run to. */
 export interface NativeRunResult {
   ok: boolean;
-  message?: string;
+  message: string | undefined;
   stdout: Buffer;
   stderr: Buffer;
   status: number;
   exceeded: boolean;
-  errorCode?: number;
-  errorMessage?: string;
+  errorCode: number | undefined;
+  errorMessage: string | undefined;
+}
+
+/** What the native side resolves a run to; see unpackRun. */
+export type NativeRunArray = [
+  ok: boolean,
+  message: string | undefined,
+  stdout: Buffer,
+  stderr: Buffer,
+  status: number,
+  exceeded: boolean,
+  errorCode: number | undefined,
+  errorMessage: string | undefined,
+];
+
+export function unpackRun([ok, message, stdout, stderr, status, exceeded, errorCode, errorMessage]: NativeRunArray): NativeRunResult {
+  return { ok, message, stdout, stderr, status, exceeded, errorCode, errorMessage };
 }
 
 /** Where to open: a host (and port), numeric addresses, or a descriptor. */
@@ -28,10 +44,10 @@ export interface NativeHandle {
   command(command: ReadonlyArray<string | Uint8Array>, asStrings: boolean): Promise<string | undefined>;
   output(): Promise<RemctlOutput | string>;
   noop(): Promise<string | undefined>;
-  run(command: ReadonlyArray<string | Uint8Array>, maxOutput: number): Promise<NativeRunResult>;
-  runOnce(target: NativeTarget, command: ReadonlyArray<string | Uint8Array>, maxOutput: number): Promise<NativeRunResult>;
+  run(command: ReadonlyArray<string | Uint8Array>, maxOutput: number): Promise<NativeRunArray>;
+  runOnce(target: NativeTarget, command: ReadonlyArray<string | Uint8Array>, maxOutput: number): Promise<NativeRunArray>;
   /** Blocks the calling thread; only on a handle that never ran anything asynchronously. */
-  runSync(target: NativeTarget, command: ReadonlyArray<string | Uint8Array>, maxOutput: number): NativeRunResult;
+  runSync(target: NativeTarget, command: ReadonlyArray<string | Uint8Array>, maxOutput: number): NativeRunArray;
   close(): Promise<void>;
   cancel(): void;
   error(): string;

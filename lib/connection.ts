@@ -1,5 +1,5 @@
 import { abortable } from './abort.js';
-import type { NativeHandle } from './addon.js';
+import { unpackRun, type NativeHandle } from './addon.js';
 import { RemctlError, RemctlNotOpenedError } from './errors.js';
 import type { RemctlOutput, RemctlResult } from './output.js';
 import { RemctlProcess } from './process.js';
@@ -59,8 +59,10 @@ export class Remctl implements AsyncDisposable {
   // Why the last open failed: its handle (and thread) are gone already.
   #failure: string | undefined;
   // Calls take turns: a call spanning several native operations (spawn,
-  // outputs) holds the connection until it is done.
-  #tail: Promise<void> = Promise.resolve();
+  // outputs) holds the connection until it is done. A call finding the
+  // connection free takes it at once, without a promise to wait on.
+  #busy = false;
+  #waiting: Array<{ resume: () => void; resumed: boolean; abandoned: boolean }> = [];
   // close() was called; calls made before it still run.
   #closing = false;
 
@@ -178,7 +180,7 @@ export class Remctl implements AsyncDisposable {
     const encoding = checkEncoding(values.encoding);
     const maxBuffer = values.maxBuffer === undefined ? DEFAULT_MAX_BUFFER : checkMaxBuffer(values.maxBuffer);
     const raw = await this.#exclusive(signal, async (handle) => {
-      const result = await handle.run(args, nativeLimit(maxBuffer));
+      const result = unpackRun(await handle.run(args, nativeLimit(maxBuffer)));
       // The rest of that output never arrived: the native side closed the connection.
       if (result.exceeded && this.#handle === handle) this.#release();
       return result;
@@ -193,7 +195,7 @@ export class Remctl implements AsyncDisposable {
   spawn(command: Command, options?: CallOptions): RemctlProcess {
     const args = checkCommand(command);
     const signal = checkSignal(readOptions(options, CALL_OPTIONS).signal);
-    const turn = this.#acquire();
+    const turn = this.#take(undefined);
     let handle: NativeHandle | undefined;
     const start = async (aborted: AbortSignal): Promise<string | undefined> => {
       await turn;
@@ -215,7 +217,7 @@ export class Remctl implements AsyncDisposable {
         if (handle !== undefined && this.#handle === handle) this.#release();
       },
       () => {
-        turn.then((release) => release());
+        void Promise.resolve(turn).then(() => this.#next());
       },
     );
   }
@@ -244,29 +246,50 @@ export class Remctl implements AsyncDisposable {
     await this.close();
   }
 
-  // Resolves with a release function once every call made before has ended.
-  #acquire(): Promise<() => void> {
-    let release!: () => void;
-    const next = new Promise<void>((resolve) => {
-      release = resolve;
+  // Waits until every call made before has ended (at once when none is
+  // under way). The caller must pass the turn on with #next() when done.
+  #take(signal: AbortSignal | undefined): Promise<void> | undefined {
+    if (!this.#busy) {
+      this.#busy = true;
+      return undefined;
+    }
+    const waiter = { resume: () => {}, resumed: false, abandoned: false };
+    const turn = new Promise<void>((resolve) => {
+      waiter.resume = resolve;
     });
-    const turn = this.#tail.then(() => release);
-    this.#tail = next;
-    return turn;
+    this.#waiting.push(waiter);
+    // Aborted while waiting: the turn is given up unused, also if it came
+    // just before the abort did.
+    return abortable(turn, signal, () => {
+      waiter.abandoned = true;
+      if (waiter.resumed) this.#next();
+    });
   }
 
-  // Runs task once every call made before has ended. A signal that aborts
-  // while waiting gives the turn up unused.
+  #next(): void {
+    for (;;) {
+      const waiter = this.#waiting.shift();
+      if (waiter === undefined) {
+        this.#busy = false;
+        return;
+      }
+      if (!waiter.abandoned) {
+        waiter.resumed = true;
+        waiter.resume();
+        return;
+      }
+    }
+  }
+
+  // Runs task once every call made before has ended.
   async #inTurn<T>(signal: AbortSignal | undefined, task: () => Promise<T>): Promise<T> {
     signal?.throwIfAborted();
-    const turn = this.#acquire();
-    let release: (() => void) | undefined;
+    const turn = this.#take(signal);
+    if (turn !== undefined) await turn;
     try {
-      release = await abortable(turn, signal, () => {});
       return await task();
     } finally {
-      if (release !== undefined) release();
-      else turn.then((late) => late());
+      this.#next();
     }
   }
 

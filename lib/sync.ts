@@ -1,3 +1,4 @@
+import { unpackRun } from './addon.js';
 import type { RemctlResult } from './output.js';
 import { nativeLimit, settleRun } from './result.js';
 import { newHandle, SETTING_NAMES } from './settings.js';
@@ -19,5 +20,5 @@ export function remctlSync(host: string, command: Command, options?: RemctlSyncO
 export function remctlSync(host: string, command: Command, options?: RemctlSyncOptions): RemctlResult<string | Buffer> {
   const call = checkSimpleOptions(host, command, options, SYNC_OPTIONS);
   const handle = newHandle(call.settings);
-  return settleRun(handle.runSync(call.target, call.args, nativeLimit(call.maxBuffer)), call.encoding, call.maxBuffer);
+  return settleRun(unpackRun(handle.runSync(call.target, call.args, nativeLimit(call.maxBuffer))), call.encoding, call.maxBuffer);
 }

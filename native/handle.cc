@@ -88,19 +88,22 @@ class OutputJob : public PromiseJob {
   OutputResult result_;
 };
 
-Napi::Object ToRunObject(Napi::Env env, RunResult&& result) {
-  Napi::Object object = Napi::Object::New(env);
-  object.Set("ok", result.status.ok);
-  if (!result.status.ok) object.Set("message", result.status.message);
-  object.Set("stdout", ToBuffer(env, std::move(result.out)));
-  object.Set("stderr", ToBuffer(env, std::move(result.err)));
-  object.Set("status", result.exit_status);
-  object.Set("exceeded", result.exceeded);
+// [ok, message, stdout, stderr, status, exceeded, errorCode, errorMessage]:
+// elements, not named properties, which cost a string lookup and a shape
+// change each; lib/addon.ts turns it into an object.
+Napi::Array ToRunArray(Napi::Env env, RunResult&& result) {
+  Napi::Array array = Napi::Array::New(env, 8);
+  array.Set(0u, Napi::Boolean::New(env, result.status.ok));
+  if (!result.status.ok) array.Set(1u, Napi::String::New(env, result.status.message));
+  array.Set(2u, ToBuffer(env, std::move(result.out)));
+  array.Set(3u, ToBuffer(env, std::move(result.err)));
+  array.Set(4u, Napi::Number::New(env, result.exit_status));
+  array.Set(5u, Napi::Boolean::New(env, result.exceeded));
   if (result.protocol_error) {
-    object.Set("errorCode", result.error_code);
-    object.Set("errorMessage", result.error_message);
+    array.Set(6u, Napi::Number::New(env, result.error_code));
+    array.Set(7u, Napi::String::New(env, result.error_message));
   }
-  return object;
+  return array;
 }
 
 // Opens, runs one command and closes: the one-shot call's whole exchange.
@@ -138,7 +141,7 @@ class RunJob : public PromiseJob {
   }
   void Settle(Napi::Env env, Worker& worker) override {
     worker.last_error = result_.status.ok ? kNoError : result_.status.message;
-    deferred_.Resolve(ToRunObject(env, std::move(result_)));
+    deferred_.Resolve(ToRunArray(env, std::move(result_)));
   }
 
  private:
@@ -293,7 +296,7 @@ Napi::Value RemctlHandle::RunSync(const Napi::CallbackInfo& info) {
   closed_ = true;
   RunResult result = RunOnConnection(*connection, target.Take(), args,
                                      settings_, ToMaxOutput(info[2]));
-  return ToRunObject(env, std::move(result));
+  return ToRunArray(env, std::move(result));
 }
 
 Napi::Value RemctlHandle::Cancel(const Napi::CallbackInfo& info) {
