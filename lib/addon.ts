@@ -43,6 +43,12 @@ export interface NativeHandle {
   open(target: NativeTarget): Promise<string | undefined>;
   command(command: ReadonlyArray<string | Uint8Array>, asStrings: boolean): Promise<string | undefined>;
   output(): Promise<RemctlOutput | string>;
+  /**
+   * The next token and, while more have already arrived, the ones after it,
+   * consecutive output of one stream merged, up to about maxBytes; the last
+   * element is the error text if reading failed.
+   */
+  outputBatch(maxBytes: number): Promise<Array<RemctlOutput | string>>;
   noop(): Promise<string | undefined>;
   run(command: ReadonlyArray<string | Uint8Array>, maxOutput: number): Promise<NativeRunArray>;
   runOnce(target: NativeTarget, command: ReadonlyArray<string | Uint8Array>, maxOutput: number): Promise<NativeRunArray>;

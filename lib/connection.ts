@@ -206,7 +206,7 @@ export class Remctl implements AsyncDisposable {
       return handle.command(args, false);
     };
     const source = {
-      output: () => handle!.output(),
+      outputBatch: (maxBytes: number) => handle!.outputBatch(maxBytes),
       cancel: () => handle?.cancel(),
     };
     return new RemctlProcess(

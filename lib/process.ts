@@ -13,9 +13,17 @@ export type Step = (signal: AbortSignal) => Promise<string | undefined>;
 
 /** Where a process reads its tokens from: the native handle its command was sent on. */
 export interface TokenSource {
-  output(): Promise<RemctlOutput | string>;
+  /** The next tokens (see NativeHandle.outputBatch), the last an error text if reading failed. */
+  outputBatch(maxBytes: number): Promise<Array<RemctlOutput | string>>;
   cancel(): void;
 }
+
+// Tokens are fetched in batches of what has already arrived, up to this
+// much, and two fetches are kept under way, so the connection's thread reads
+// the next batch while JavaScript hands on this one: at most two batches
+// more than the streams hold are ever in memory.
+const BATCH_BYTES = 64 * 1024;
+const FETCHES_UNDER_WAY = 2;
 
 /**
  * A command running on the server, shaped after child_process.spawn():
@@ -82,21 +90,32 @@ export class RemctlProcess extends EventEmitter<{ exit: [status: number]; error:
         const failure = await abortable(step(signal), signal, interrupt);
         if (failure !== undefined) throw new RemctlError(failure);
       }
+      const fetches: Array<Promise<Array<RemctlOutput | string>>> = [];
+      const fetch = () => {
+        const batch = abortable(this.#handle.outputBatch(BATCH_BYTES), signal, interrupt);
+        // Fetches still under way when the command ends are never awaited.
+        batch.catch(() => {});
+        fetches.push(batch);
+      };
       for (;;) {
-        const token = await abortable(this.#handle.output(), signal, interrupt);
-        if (typeof token === 'string') throw new RemctlError(token);
-        if (token.type === 'output') {
-          const stream = token.stream === 2 ? this.stderr : this.stdout;
-          if (!stream.destroyed && !stream.push(token.data)) await this.#drained(stream, signal);
-        } else if (token.type === 'error') {
-          throw new RemctlProtocolError(token.data.toString(), token.error);
-        } else {
-          this.#end();
-          const status = token.type === 'status' ? token.status : 0;
-          this.#settle.resolve(status);
-          this.emit('exit', status);
-          return;
+        while (fetches.length < FETCHES_UNDER_WAY) fetch();
+        let full: Readable | undefined;
+        for (const token of await fetches.shift()!) {
+          if (typeof token === 'string') throw new RemctlError(token);
+          if (token.type === 'output') {
+            const stream = token.stream === 2 ? this.stderr : this.stdout;
+            if (!stream.destroyed && !stream.push(token.data)) full = stream;
+          } else if (token.type === 'error') {
+            throw new RemctlProtocolError(token.data.toString(), token.error);
+          } else {
+            this.#end();
+            const status = token.type === 'status' ? token.status : 0;
+            this.#settle.resolve(status);
+            this.emit('exit', status);
+            return;
+          }
         }
+        if (full !== undefined) await this.#drained(full, signal);
       }
     } catch (error) {
       this.#end();

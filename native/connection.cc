@@ -291,6 +291,34 @@ OutputResult Connection::Output(const Settings& settings) {
   return result;
 }
 
+Connection::BatchResult Connection::OutputBatch(const Settings& settings,
+                                                size_t max_bytes) {
+  BatchResult batch;
+  size_t bytes = 0;
+  do {
+    OutputResult next = Output(settings);
+    if (!next.status.ok) {
+      batch.status = std::move(next.status);
+      return batch;
+    }
+    Token& token = next.token;
+    const bool output = token.type == Token::Type::kOutput;
+    bytes += token.data.size();
+    if (output && !batch.tokens.empty() &&
+        batch.tokens.back().type == Token::Type::kOutput &&
+        batch.tokens.back().stream == token.stream) {
+      if (!batch.tokens.back().data.Append(token.data.data(), token.data.size())) {
+        batch.status = Fail("cannot allocate memory");
+        return batch;
+      }
+    } else {
+      batch.tokens.push_back(std::move(token));
+    }
+    if (!output) return batch;
+  } while (bytes < max_bytes && link_ && link_->Unread() > 0);
+  return batch;
+}
+
 Status Connection::Noop(const Settings& settings) {
   Status connected = EnsureConnected(settings);
   if (!connected.ok) return connected;

@@ -114,6 +114,16 @@ class Connection {
   Status Command(const Arguments& args, bool as_strings,
                  const Settings& settings);
   OutputResult Output(const Settings& settings);
+  // The next token and, while more have already arrived, the ones after it,
+  // with consecutive output of one stream merged, up to about max_bytes: the
+  // streaming interfaces hand them to JavaScript in one crossing, not one a
+  // token. Never waits for a token beyond the first. A failure after some
+  // tokens were read comes with them, in status.
+  struct BatchResult {
+    Status status;
+    std::vector<Token> tokens;
+  };
+  BatchResult OutputBatch(const Settings& settings, size_t max_bytes);
   Status Noop(const Settings& settings);
   // Sends a command and collects its output, stopping once stdout and
   // stderr together exceed max_output bytes (0: no limit).

@@ -117,6 +117,34 @@ RunResult RunOnConnection(Connection& connection, OpenTarget target,
   return result;
 }
 
+class OutputBatchJob : public PromiseJob {
+ public:
+  OutputBatchJob(Napi::Env env, Settings settings, size_t max_bytes)
+      : PromiseJob(env), settings_(std::move(settings)), max_bytes_(max_bytes) {}
+  void Execute(Connection& connection) override {
+    batch_ = connection.OutputBatch(settings_, max_bytes_);
+  }
+  void Failed(const std::string& message) override {
+    batch_.status = {false, message};
+  }
+  // Resolves to the tokens, followed by the error text if reading failed.
+  void Settle(Napi::Env env, Worker& worker) override {
+    worker.last_error = batch_.status.ok ? kNoError : batch_.status.message;
+    const uint32_t count = static_cast<uint32_t>(batch_.tokens.size());
+    Napi::Array tokens = Napi::Array::New(env, count + (batch_.status.ok ? 0 : 1));
+    for (uint32_t i = 0; i < count; i++) {
+      tokens.Set(i, ToTokenObject(env, std::move(batch_.tokens[i])));
+    }
+    if (!batch_.status.ok) tokens.Set(count, Napi::String::New(env, batch_.status.message));
+    deferred_.Resolve(tokens);
+  }
+
+ private:
+  Settings settings_;
+  size_t max_bytes_;
+  Connection::BatchResult batch_;
+};
+
 // One command and all its output, on an open connection or, for the
 // one-shot call, on a connection opened first and closed after.
 class RunJob : public PromiseJob {
@@ -186,6 +214,7 @@ Napi::Function RemctlHandle::Define(Napi::Env env) {
           InstanceMethod<&RemctlHandle::Open>("open"),
           InstanceMethod<&RemctlHandle::Command>("command"),
           InstanceMethod<&RemctlHandle::Output>("output"),
+          InstanceMethod<&RemctlHandle::OutputBatch>("outputBatch"),
           InstanceMethod<&RemctlHandle::Noop>("noop"),
           InstanceMethod<&RemctlHandle::Run>("run"),
           InstanceMethod<&RemctlHandle::RunOnce>("runOnce"),
@@ -254,6 +283,12 @@ Napi::Value RemctlHandle::Output(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckOpen(env);
   return Submit(env, std::make_unique<OutputJob>(env, settings_));
+}
+
+Napi::Value RemctlHandle::OutputBatch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckOpen(env);
+  return Submit(env, std::make_unique<OutputBatchJob>(env, settings_, ToMaxOutput(info[0])));
 }
 
 Napi::Value RemctlHandle::Noop(const Napi::CallbackInfo& info) {

@@ -22,6 +22,7 @@ class RemctlHandle : public Napi::ObjectWrap<RemctlHandle> {
   Napi::Value Open(const Napi::CallbackInfo& info);
   Napi::Value Command(const Napi::CallbackInfo& info);
   Napi::Value Output(const Napi::CallbackInfo& info);
+  Napi::Value OutputBatch(const Napi::CallbackInfo& info);
   Napi::Value Noop(const Napi::CallbackInfo& info);
   Napi::Value Run(const Napi::CallbackInfo& info);
   Napi::Value RunOnce(const Napi::CallbackInfo& info);

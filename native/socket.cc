@@ -297,9 +297,14 @@ void Link::BeginOperation(long timeout) {
   }
 }
 
-void Link::Acknowledge() {
+size_t Link::Unread() const {
   int waiting = 0;
-  if (ioctl(socket_.get(), FIONREAD, &waiting) == 0 && waiting > 0) return;
+  if (ioctl(socket_.get(), FIONREAD, &waiting) != 0 || waiting < 0) return 0;
+  return static_cast<size_t>(waiting);
+}
+
+void Link::Acknowledge() {
+  if (Unread() > 0) return;
   int one = 1;
   setsockopt(socket_.get(), IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
 }

@@ -88,6 +88,9 @@ class Link {
   // spent on it.
   void Acknowledge();
 
+  // Bytes the server sent that nobody has read yet.
+  size_t Unread() const;
+
   // Any thread: ends the connection now; a blocked libremctl call returns.
   void Shutdown();
 

@@ -179,7 +179,8 @@ describe('spawn() backpressure', () => {
           mostBuffered = Math.max(mostBuffered, child.stdout.readableLength);
           rss.sample();
           if (received < slowFor) {
-            setTimeout(callback, 1);
+            // 1 ms per 4 KiB, however the output is cut into chunks.
+            setTimeout(callback, Math.ceil(chunk.length / 4096));
           } else {
             if (slowEndedAt === 0) slowEndedAt = performance.now();
             callback();
