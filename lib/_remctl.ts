@@ -10,6 +10,7 @@ import {
   checkOptionalText,
   checkPort,
   checkText,
+  checkTimeout,
   type Command,
 } from './validate.js';
 import { isIP } from 'node:net';
@@ -36,12 +37,17 @@ export interface SocketAddress {
   port: number;
 }
 
+// The handles remctl_new() made: a brand that an object merely given the
+// right prototype does not carry.
+const handles = new WeakSet<object>();
+
 function handle(r: RemctlHandle | unknown): NativeHandle {
-  if (!(r instanceof addon.RemctlHandle)) {
+  if (typeof r !== 'object' || r === null || !handles.has(r)) {
     throw new TypeError('r must be a remctl handle from remctl_new()');
   }
-  if (r.closed) throw new TypeError('r must be an open remctl handle: it was closed');
-  return r;
+  const native = r as NativeHandle;
+  if (native.closed) throw new TypeError('r must be an open remctl handle: it was closed');
+  return native;
 }
 
 function hostAndPrincipal(host: unknown, principal: unknown): { host: string | undefined; principal: string | undefined } {
@@ -54,7 +60,13 @@ function checkAddress(value: unknown, name: string): SocketAddress {
   if (typeof value !== 'object' || value === null) {
     throw new TypeError(`${name} must be an object with address and port`);
   }
-  const { address, port } = value as Record<string, unknown>;
+  let address: unknown;
+  let port: unknown;
+  try {
+    ({ address, port } = value as Record<string, unknown>);
+  } catch (error) {
+    throw new TypeError(`${name} could not be read: ${(error as Error)?.message ?? String(error)}`, { cause: error });
+  }
   if (typeof address !== 'string' || isIP(address) === 0) {
     throw new TypeError(`${name}.address must be a numeric IPv4 or IPv6 address`);
   }
@@ -86,7 +98,9 @@ export async function remctl(host: string, port: number, principal: string | nul
 }
 
 export function remctl_new(): RemctlHandle {
-  return new addon.RemctlHandle() as unknown as RemctlHandle;
+  const r = new addon.RemctlHandle();
+  handles.add(r);
+  return r as unknown as RemctlHandle;
 }
 
 /** Opens a connection; a port of 0 tries 4373, then 4444. The principal defaults to host/<host>. */
@@ -99,10 +113,17 @@ export function remctl_open(r: RemctlHandle, host: string, port: number, princip
 export function remctl_open_addrinfo(r: RemctlHandle, host: string | null, addresses: Iterable<SocketAddress>, principal?: string | null): Promise<boolean> {
   const h = handle(r);
   const names = hostAndPrincipal(host, principal);
-  if (addresses === null || typeof (addresses as Iterable<SocketAddress>)?.[Symbol.iterator] !== 'function') {
-    throw new TypeError('addresses must be an iterable of { address, port }');
+  let entries: unknown[];
+  try {
+    if (addresses === null || typeof (addresses as Iterable<SocketAddress>)?.[Symbol.iterator] !== 'function') {
+      throw new TypeError('addresses must be an iterable of { address, port }');
+    }
+    entries = [...addresses];
+  } catch (error) {
+    if (error instanceof TypeError) throw error;
+    throw new TypeError(`addresses could not be iterated: ${(error as Error)?.message ?? String(error)}`, { cause: error });
   }
-  const list = [...addresses].map((entry, i) => checkAddress(entry, `addresses[${i}]`));
+  const list = entries.map((entry, i) => checkAddress(entry, `addresses[${i}]`));
   if (list.length === 0) throw new TypeError('addresses must not be empty');
   return opened(h, { ...names, addresses: list });
 }
@@ -144,7 +165,8 @@ export function remctl_set_timeout(r: RemctlHandle, timeout: number): boolean {
   if (typeof timeout !== 'number' || !Number.isInteger(timeout)) {
     throw new TypeError('timeout must be an integer number of seconds');
   }
-  return h.setTimeout(timeout);
+  // A negative timeout is libremctl's to refuse (false, with its error).
+  return h.setTimeout(timeout < 0 ? Math.max(timeout, -2_000_000) : checkTimeout(timeout));
 }
 
 /** Sends a command of strings, as the C function's NUL-terminated strings. */

@@ -1,3 +1,5 @@
+import { RemctlError } from './errors.js';
+
 /**
  * Settles with `promise`, unless `signal` aborts first: then `onAbort` runs
  * (it interrupts the native call) and the result rejects at once with the
@@ -23,6 +25,36 @@ export function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefine
       },
       (error: unknown) => {
         signal.removeEventListener('abort', abort);
+        reject(error);
+      },
+    );
+  });
+}
+
+// What the native side gets before the deadline below: its own timeout on
+// the server's socket fires within 100 ms of the timeout and says more.
+const DEADLINE_GRACE_MS = 500;
+
+/**
+ * An open that has not settled within its timeout (and a little grace) is
+ * given up: `onExpire` interrupts it and the result rejects. This bounds what
+ * the socket's inactivity timeout cannot see, a KDC that does not answer
+ * libkrb5; the connection's thread finishes in the background.
+ */
+export function openDeadline<T>(promise: Promise<T>, seconds: number | undefined, onExpire: () => void): Promise<T> {
+  if (!seconds) return promise;
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      onExpire();
+      reject(new RemctlError(`timed out after ${seconds} s opening the connection: no answer from the KDC or from the server while authenticating`));
+    }, seconds * 1000 + DEADLINE_GRACE_MS);
+    promise.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
         reject(error);
       },
     );

@@ -1,4 +1,4 @@
-import { abortable } from './abort.js';
+import { abortable, openDeadline } from './abort.js';
 import { unpackRun, type NativeHandle } from './addon.js';
 import { RemctlError, RemctlNotOpenedError } from './errors.js';
 import type { RemctlOutput, RemctlResult } from './output.js';
@@ -99,7 +99,8 @@ export class Remctl implements AsyncDisposable {
       this.#failure = undefined;
       const handle = newHandle(this.#settings);
       this.#handle = handle;
-      const failure = await this.#call(handle, handle.open(target), signal);
+      const opening = openDeadline(handle.open(target), this.#settings.timeout, () => handle.cancel());
+      const failure = await this.#call(handle, opening, signal);
       if (this.#handle !== handle) return;
       if (failure !== undefined) {
         this.#release();

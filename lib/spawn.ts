@@ -1,3 +1,4 @@
+import { openDeadline } from './abort.js';
 import { RemctlProcess } from './process.js';
 import { newHandle, SETTING_NAMES, type ConnectionSettings } from './settings.js';
 import { checkSimpleOptions } from './simple.js';
@@ -25,7 +26,7 @@ export function spawn(host: string, command: Command, options?: SpawnOptions): R
   const handle = newHandle(call.settings);
   return new RemctlProcess(
     handle,
-    [() => handle.open(call.target), () => handle.command(call.args, false)],
+    [() => openDeadline(handle.open(call.target), call.settings.timeout, () => handle.cancel()), () => handle.command(call.args, false)],
     call.signal,
     () => {},
     () => {

@@ -11,13 +11,29 @@ export type Argument = string | Uint8Array;
  */
 export type Command = Iterable<Argument> & object;
 
+/**
+ * `value instanceof type`, false where asking throws (a Proxy whose
+ * getPrototypeOf trap throws): a hostile value is refused, not obeyed.
+ */
+export function isInstance(value: unknown, type: abstract new (...args: never[]) => unknown): boolean {
+  try {
+    return value instanceof type;
+  } catch {
+    return false;
+  }
+}
+
 function describe(value: unknown): string {
   if (value === null) return 'null';
   if (typeof value === 'string') return `the string ${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value)}`;
   if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean') return `${typeof value} ${String(value)}`;
-  if (Array.isArray(value)) return 'an array';
-  if (Buffer.isBuffer(value)) return 'a Buffer';
-  return typeof value === 'object' ? 'an object' : typeof value;
+  if (isInstance(value, Uint8Array)) return 'a Buffer';
+  if (typeof value !== 'object') return typeof value;
+  try {
+    return Array.isArray(value) ? 'an array' : 'an object';
+  } catch {
+    return 'an object';
+  }
 }
 
 function editDistance(a: string, b: string): number {
@@ -130,8 +146,8 @@ export function checkEncoding(value: unknown, name = 'encoding'): Encoding {
 
 export function checkSignal(value: unknown, name = 'signal'): AbortSignal | undefined {
   if (value === undefined || value === null) return undefined;
-  if (!(value instanceof AbortSignal)) throw new TypeError(`${name} must be an AbortSignal, got ${describe(value)}`);
-  return value;
+  if (!isInstance(value, AbortSignal)) throw new TypeError(`${name} must be an AbortSignal, got ${describe(value)}`);
+  return value as AbortSignal;
 }
 
 /**
@@ -140,19 +156,19 @@ export function checkSignal(value: unknown, name = 'signal'): AbortSignal | unde
  * ["test", "test"].
  */
 export function checkCommand(value: unknown, name = 'command'): Argument[] {
-  if (typeof value === 'string' || value instanceof Uint8Array) {
+  if (typeof value === 'string' || isInstance(value, Uint8Array)) {
     throw new TypeError(`${name} must be an iterable of arguments, not a single ${typeof value === 'string' ? 'string' : 'Buffer'}: pass ["test", "test"], not "test test"`);
-  }
-  if (value === null || value === undefined || typeof (value as Iterable<unknown>)[Symbol.iterator] !== 'function') {
-    throw new TypeError(`${name} must be an iterable of strings or Buffers, got ${describe(value)}`);
   }
   const args: Argument[] = [];
   try {
+    if (value === null || value === undefined || typeof (value as Iterable<unknown>)[Symbol.iterator] !== 'function') {
+      throw new TypeError(`${name} must be an iterable of strings or Buffers, got ${describe(value)}`);
+    }
     for (const part of value as Iterable<unknown>) {
-      if (typeof part !== 'string' && !(part instanceof Uint8Array)) {
+      if (typeof part !== 'string' && !isInstance(part, Uint8Array)) {
         throw new TypeError(`command arguments must be strings or Buffers (${name}[${args.length}] is ${describe(part)})`);
       }
-      args.push(part);
+      args.push(part as Argument);
     }
   } catch (error) {
     if (error instanceof TypeError) throw error;

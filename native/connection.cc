@@ -16,6 +16,11 @@ namespace {
 // libremctl reports a socket we shut down for inactivity as end of file or a
 // broken pipe; say what really happened, in its own wording.
 std::string AsTimeout(const std::string& message) {
+  // Only what failed on the socket we shut down: a GSS-API error (a KDC
+  // that did not answer, say) keeps its own words.
+  if (message.rfind("error sending", 0) != 0 && message.rfind("error receiving", 0) != 0) {
+    return message;
+  }
   size_t colon = message.rfind(": ");
   if (colon == std::string::npos) return "timed out";
   return message.substr(0, colon) + ": timed out";
@@ -123,8 +128,12 @@ bool Connection::Reopenable() const {
 // Before a command: a connection the server closed since the last one is
 // reopened, as libremctl does for connections it opened by host name.
 Status Connection::EnsureConnected(const Settings& settings) {
-  if (r_ == nullptr || !opened_) return Fail("no connection open");
-  if (link_->alive() || !Reopenable()) return {};
+  if (opened_ && link_->alive()) return {};
+  // As libremctl: a connection opened by host name is reopened, also when
+  // the last attempt to reopen it failed.
+  if (!Reopenable()) {
+    return opened_ ? Status{} : Fail("no connection open");
+  }
   OpenTarget target = target_;
   return Open(std::move(target), settings);
 }
@@ -371,6 +380,7 @@ RunResult Connection::Run(const Arguments& args, const Settings& settings,
 
 void Connection::Close() {
   Teardown();
+  target_ = OpenTarget();
   std::lock_guard<std::mutex> lock(cancel_mutex_);
   cancel_.Reset();
 }

@@ -129,8 +129,8 @@ OpenTarget ToOpenTarget(const Napi::Value& value) {
     // Our own duplicate: the caller's descriptor stays the caller's.
     target.fd = fcntl(fd.As<Napi::Number>().Int32Value(), F_DUPFD_CLOEXEC, 0);
     if (target.fd < 0) {
-      throw Napi::Error::New(
-          env, std::string("cannot duplicate descriptor: ") + strerror(errno));
+      throw Napi::RangeError::New(
+          env, std::string("fd must be an open file descriptor: ") + strerror(errno));
     }
   }
   return target;

@@ -3,6 +3,7 @@
 #include <netdb.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <functional>
 #include <utility>
 
@@ -194,7 +195,7 @@ class CloseJob : public PromiseJob {
 size_t ToMaxOutput(const Napi::Value& value) {
   if (!value.IsNumber()) return 0;
   double max = value.As<Napi::Number>().DoubleValue();
-  return max > 0 ? static_cast<size_t>(max) : 0;
+  return max > 0 ? static_cast<size_t>(std::min(max, 9e15)) : 0;
 }
 
 // For a job that could not be queued because no thread could be started.
@@ -367,7 +368,9 @@ Napi::Value RemctlHandle::SetSourceIp(const Napi::CallbackInfo& info) {
 Napi::Value RemctlHandle::SetTimeout(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckOpen(env);
-  const double timeout = info[0].ToNumber().DoubleValue();
+  // The JavaScript layer checks the range; the clamp keeps the casts defined
+  // whatever arrives.
+  const double timeout = std::clamp(info[0].ToNumber().DoubleValue(), -2e6, 2e6);
   if (!(timeout >= 0)) {
     // libremctl's own refusal, kept for remctl_error.
     worker_->last_error = "invalid timeout " + std::to_string(static_cast<long>(timeout));

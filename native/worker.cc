@@ -33,9 +33,20 @@ class TeardownHook {
     {
       std::lock_guard<std::mutex> lock(worker->mutex_);
       worker->finishing_ = true;
+      worker->tearing_down_ = true;
     }
     worker->wake_.notify_one();
     if (worker->thread_.joinable()) worker->thread_.join();
+    Napi::Env env(worker->env_);
+    Napi::HandleScope scope(env);
+    for (std::unique_ptr<Job>& job : worker->undelivered_) {
+      try {
+        job->Abandon(env);
+      } catch (const Napi::Error&) {
+        // A terminating environment may refuse; the promise is freed anyway.
+      }
+    }
+    worker->undelivered_.clear();
   }
 };
 
@@ -106,14 +117,24 @@ void Worker::Run() {
     } catch (...) {
       job->Failed("internal error");
     }
-    Job* done = job.release();
-    if (tsfn_.NonBlockingCall(done) != napi_ok) delete done;
+    Post(std::move(job));
   }
   // Nothing of the connection may outlive its thread.
   connection_->Close();
-  Job* ended = new EndedJob(shared_from_this());
-  if (tsfn_.NonBlockingCall(ended) != napi_ok) delete ended;
+  Post(std::make_unique<EndedJob>(shared_from_this()));
   tsfn_.Release();
+}
+
+void Worker::Post(std::unique_ptr<Job> job) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (tearing_down_) {
+      undelivered_.push_back(std::move(job));
+      return;
+    }
+  }
+  Job* posted = job.release();
+  if (tsfn_.NonBlockingCall(posted) != napi_ok) delete posted;
 }
 
 void Worker::CallJs(Napi::Env env, Napi::Function, Worker* worker, Job* job) {

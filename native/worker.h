@@ -14,6 +14,7 @@
 #include <string>
 #include <system_error>
 #include <thread>
+#include <vector>
 
 #include "connection.h"
 
@@ -33,6 +34,9 @@ class Job {
   virtual void Failed(const std::string& message) = 0;
   // A job that keeps the event loop alive until it is settled.
   virtual bool holds_loop() const { return true; }
+  // The environment is going away: settle with nothing, only to free what
+  // the environment holds for the job.
+  virtual void Abandon(Napi::Env env) {}
 };
 
 // A job whose result settles a Promise.
@@ -41,6 +45,7 @@ class PromiseJob : public Job {
   explicit PromiseJob(Napi::Env env)
       : deferred_(Napi::Promise::Deferred::New(env)) {}
   Napi::Promise promise() const { return deferred_.Promise(); }
+  void Abandon(Napi::Env env) override { deferred_.Reject(env.Undefined()); }
 
  protected:
   Napi::Promise::Deferred deferred_;
@@ -73,6 +78,7 @@ class Worker : public std::enable_shared_from_this<Worker> {
   static void OnEnvironmentTeardown(Worker* worker);
   bool Start(Napi::Env env);
   void Run();
+  void Post(std::unique_ptr<Job> job);
   void Settled(Napi::Env env, Job* job);
   void Ended(Napi::Env env);
 
@@ -89,6 +95,11 @@ class Worker : public std::enable_shared_from_this<Worker> {
   size_t loop_holders_ = 0;  // JavaScript thread only
   napi_env env_ = nullptr;
   bool hook_registered_ = false;
+  // Set by the teardown hook: the thread keeps its results here instead of
+  // posting them, and the hook settles them once the thread has ended, while
+  // the environment can still free their promises.
+  bool tearing_down_ = false;  // under mutex_
+  std::vector<std::unique_ptr<Job>> undelivered_;  // under mutex_
 
   friend class EndedJob;
   friend class TeardownHook;

@@ -1,0 +1,104 @@
+// What the leak tests and the soak script watch: this process's resident memory, descriptors
+// and threads, sampled after a full garbage collection, and whether they level off: the slope
+// of a least-squares line through the second half of the samples.
+
+import { readdirSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { getHeapStatistics, setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+
+/**
+ * The garbage collector, without starting Node with --expose-gc: the flag is set at run time and
+ * `gc` taken from a fresh context, where it now exists.
+ * @returns {() => void}
+ */
+export function exposeGc() {
+  if (typeof globalThis.gc === 'function') return globalThis.gc;
+  setFlagsFromString('--expose-gc');
+  return runInNewContext('gc');
+}
+
+export const threadCount = () => readdirSync('/proc/self/task').length;
+export const fdCount = () => readdirSync('/proc/self/fd').length;
+
+/**
+ * @typedef {object} Sample
+ * @property {number} at how many operations had run
+ * @property {number} rss bytes
+ * @property {number} native bytes of resident memory outside V8's heap: rss less the heap's
+ *   physical size, which V8 grows and shrinks by megabytes as it sees fit
+ * @property {number} heapUsed bytes of the JavaScript heap in use
+ * @property {number} external bytes V8 knows of outside its heap (Buffers...)
+ * @property {number} fds
+ * @property {number} threads
+ */
+
+/**
+ * Collects garbage (finalizers run between the rounds), waits until the thread and descriptor
+ * counts are back to `baseline` (threads of finished calls end just after their promises
+ * settle), and measures.
+ * @param {number} at
+ * @param {() => void} gc
+ * @param {{ threads: number, fds: number }} [baseline]
+ * @returns {Promise<Sample>}
+ */
+export async function sample(at, gc, baseline) {
+  for (let i = 0; i < 3; i++) {
+    gc();
+    await sleep(5);
+  }
+  if (baseline) {
+    const deadline = Date.now() + 2000;
+    while ((threadCount() !== baseline.threads || fdCount() !== baseline.fds) && Date.now() < deadline) await sleep(5);
+  }
+  const { rss, heapUsed, external } = process.memoryUsage();
+  const native = rss - getHeapStatistics().total_physical_size;
+  return { at, rss, native, heapUsed, external, fds: fdCount(), threads: threadCount() };
+}
+
+/**
+ * The slope of y over x by Theil and Sen: the median of the slopes between every two points. A
+ * leak is a steady climb and moves it; a one-off step (malloc taking or giving back a few
+ * megabytes at once) barely does, where it would tip a least-squares line.
+ * @param {Array<[number, number]>} points
+ * @returns {number}
+ */
+export function slope(points) {
+  /** @type {number[]} */
+  const slopes = [];
+  for (let i = 0; i < points.length; i++) {
+    for (let j = i + 1; j < points.length; j++) {
+      const [x1, y1] = points[i];
+      const [x2, y2] = points[j];
+      if (x2 !== x1) slopes.push((y2 - y1) / (x2 - x1));
+    }
+  }
+  if (slopes.length === 0) return 0;
+  slopes.sort((a, b) => a - b);
+  const middle = slopes.length >> 1;
+  return slopes.length % 2 === 1 ? slopes[middle] : (slopes[middle - 1] + slopes[middle]) / 2;
+}
+
+/**
+ * The slope of each measure over the second half of the samples, per operation: bytes (or
+ * descriptors, or threads) gained for each operation run once things had warmed up.
+ * @param {Sample[]} samples
+ */
+export function secondHalfSlopes(samples) {
+  const half = samples.slice(Math.floor(samples.length / 2));
+  /** @param {'rss' | 'native' | 'heapUsed' | 'external' | 'fds' | 'threads'} key */
+  const of = (key) => slope(half.map((s) => [s.at, s[key]]));
+  return {
+    rss: of('rss'),
+    native: of('native'),
+    heapUsed: of('heapUsed'),
+    external: of('external'),
+    fds: of('fds'),
+    threads: of('threads'),
+  };
+}
+
+/** @param {number} bytes */
+export function mib(bytes) {
+  return `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+}
