@@ -45,8 +45,7 @@ export interface NativeHandle {
   output(): Promise<RemctlOutput | string>;
   /**
    * The next token and, while more have already arrived, the ones after it,
-   * consecutive output of one stream merged, up to about maxBytes; the last
-   * element is the error text if reading failed.
+   * up to about maxBytes; the last element is the error text if reading failed.
    */
   outputBatch(maxBytes: number): Promise<Array<RemctlOutput | string>>;
   noop(): Promise<string | undefined>;

@@ -310,19 +310,9 @@ Connection::BatchResult Connection::OutputBatch(const Settings& settings,
       batch.status = std::move(next.status);
       return batch;
     }
-    Token& token = next.token;
-    const bool output = token.type == Token::Type::kOutput;
-    bytes += token.data.size();
-    if (output && !batch.tokens.empty() &&
-        batch.tokens.back().type == Token::Type::kOutput &&
-        batch.tokens.back().stream == token.stream) {
-      if (!batch.tokens.back().data.Append(token.data.data(), token.data.size())) {
-        batch.status = Fail("cannot allocate memory");
-        return batch;
-      }
-    } else {
-      batch.tokens.push_back(std::move(token));
-    }
+    const bool output = next.token.type == Token::Type::kOutput;
+    bytes += next.token.data.size();
+    batch.tokens.push_back(std::move(next.token));
     if (!output) return batch;
   } while (bytes < max_bytes && link_ && link_->Unread() > 0);
   return batch;

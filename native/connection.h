@@ -115,9 +115,11 @@ class Connection {
                  const Settings& settings);
   OutputResult Output(const Settings& settings);
   // The next token and, while more have already arrived, the ones after it,
-  // with consecutive output of one stream merged, up to about max_bytes: the
-  // streaming interfaces hand them to JavaScript in one crossing, not one a
-  // token. Never waits for a token beyond the first. A failure after some
+  // up to about max_bytes: the streaming interfaces hand them to JavaScript
+  // in one crossing, not one a token. They are not merged: many small
+  // Buffers are collected sooner than a few large ones, whose memory V8
+  // lets pile up (measured: 64 KiB chunks grew a 256 MiB stream by 31-36
+  // MiB, 4 KiB ones by 12-13). Never waits for a token beyond the first. A failure after some
   // tokens were read comes with them, in status.
   struct BatchResult {
     Status status;

@@ -56,6 +56,10 @@ Arguments ToArguments(const Napi::Value& value, const char* name) {
   return args;
 }
 
+Napi::Buffer<char> CopyToBuffer(Napi::Env env, const ByteBuffer& bytes) {
+  return Napi::Buffer<char>::Copy(env, bytes.size() ? bytes.data() : "", bytes.size());
+}
+
 Napi::Buffer<char> ToBuffer(Napi::Env env, ByteBuffer&& bytes) {
   const size_t size = bytes.size();
   if (size < kCopyBelow) {
@@ -76,7 +80,7 @@ Napi::Object ToTokenObject(Napi::Env env, Token&& token) {
   switch (token.type) {
     case Token::Type::kOutput:
       object.Set("type", "output");
-      object.Set("data", ToBuffer(env, std::move(token.data)));
+      object.Set("data", CopyToBuffer(env, token.data));
       object.Set("stream", token.stream);
       break;
     case Token::Type::kStatus:
@@ -85,7 +89,7 @@ Napi::Object ToTokenObject(Napi::Env env, Token&& token) {
       break;
     case Token::Type::kError:
       object.Set("type", "error");
-      object.Set("data", ToBuffer(env, std::move(token.data)));
+      object.Set("data", CopyToBuffer(env, token.data));
       object.Set("error", token.error);
       break;
     case Token::Type::kDone:

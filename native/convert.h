@@ -11,11 +11,17 @@ namespace remctl_node {
 // one block. Throws a TypeError naming `name` for anything else.
 Arguments ToArguments(const Napi::Value& value, const char* name);
 
-// Hands the bytes to JavaScript: large buffers without a copy.
+// A copy in memory that Node manages, for tokens: freed as soon as the
+// garbage collector finds it unused, not by a finalizer later, which keeps a
+// stream's memory flat.
+Napi::Buffer<char> CopyToBuffer(Napi::Env env, const ByteBuffer& bytes);
+
+// Hands the bytes to JavaScript: large buffers (a whole command's output)
+// without a copy.
 Napi::Buffer<char> ToBuffer(Napi::Env env, ByteBuffer&& bytes);
 
 // {type, data?, stream?, status?, error?} with exactly the fields the C
-// struct remctl_output fills for the type.
+// struct remctl_output fills for the type; the data is copied.
 Napi::Object ToTokenObject(Napi::Env env, Token&& token);
 
 // {host?, port?, principal?} or with `addresses: [{address, port}]` or
