@@ -4,6 +4,7 @@
 
 import { execFile, spawn } from 'node:child_process';
 import { closeSync, fstatSync, openSync, readdirSync } from 'node:fs';
+import { counts, countsSettle } from './metrics.mjs';
 import { readFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
@@ -108,21 +109,6 @@ async function failure(fn: () => unknown): Promise<Error> {
 /** Any value, passed where the types forbid it. */
 const wrong = (value: unknown) => value as never;
 
-const counts = () => ({
-  threads: readdirSync('/proc/self/task').length,
-  fds: readdirSync('/proc/self/fd').length,
-});
-
-/** Waits up to timeoutMs for the thread and descriptor counts to come back to expected. */
-async function countsSettle(expected: { threads: number; fds: number }, timeoutMs = 3000) {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const now = counts();
-    if (now.threads === expected.threads && now.fds === expected.fds) return now;
-    await sleep(20);
-  }
-  return counts();
-}
 
 /** Runs the C client with extra options, in the realm's Kerberos environment. */
 function runCClient(args: string[]): Promise<{ code: number; stderr: string }> {

@@ -21,6 +21,40 @@ export function exposeGc() {
 export const threadCount = () => readdirSync('/proc/self/task').length;
 export const fdCount = () => readdirSync('/proc/self/fd').length;
 
+/** @returns {{ threads: number, fds: number }} */
+export const counts = () => ({ threads: threadCount(), fds: fdCount() });
+
+/**
+ * The counts once what earlier tests left winding down (a connection's thread finishing, the
+ * timeout watchdog going idle) is gone: the same over 200 ms, or after 3 s whatever they are.
+ * A baseline taken before that would count threads that are about to exit.
+ */
+export async function settledCounts() {
+  const deadline = Date.now() + 3000;
+  let last = counts();
+  while (Date.now() < deadline) {
+    await sleep(200);
+    const now = counts();
+    if (now.threads === last.threads && now.fds === last.fds) return now;
+    last = now;
+  }
+  return last;
+}
+
+/**
+ * Waits up to timeoutMs for the thread and descriptor counts to come back to `expected`.
+ * @param {{ threads: number, fds: number }} expected
+ */
+export async function countsSettle(expected, timeoutMs = 3000) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const now = counts();
+    if (now.threads === expected.threads && now.fds === expected.fds) return now;
+    await sleep(20);
+  }
+  return counts();
+}
+
 /**
  * @typedef {object} Sample
  * @property {number} at how many operations had run
