@@ -20,7 +20,7 @@ const gc = exposeGc();
 
 // The short runs cannot see below malloc's own drift (a few hundred bytes per command over the
 // first few thousand, flat after that: see npm run soak), so these bounds are for leaks of
-// what the addon allocates per operation in bulk: output buffers, jobs, relays, threads. The
+// what the addon allocates per operation in bulk: output buffers, jobs, sockets, threads. The
 // slopes are Theil-Sen's (see metrics.mjs), of resident memory as a whole and outside V8's heap.
 const COMMANDS = 3000;
 const COMMAND_WARM_UP = 1000;
