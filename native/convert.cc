@@ -14,6 +14,9 @@ namespace {
 // above it (a full 64 KiB token, say) handing the memory over is cheaper.
 constexpr size_t kCopyBelow = 16 * 1024;
 
+// How many times its size a stream token's memory is reported to V8.
+constexpr int64_t kTokenPressure = 16;
+
 [[noreturn]] void ThrowType(Napi::Env env, const std::string& message) {
   throw Napi::TypeError::New(env, message);
 }
@@ -56,8 +59,22 @@ Arguments ToArguments(const Napi::Value& value, const char* name) {
   return args;
 }
 
-Napi::Buffer<char> CopyToBuffer(Napi::Env env, const ByteBuffer& bytes) {
-  return Napi::Buffer<char>::Copy(env, bytes.size() ? bytes.data() : "", bytes.size());
+Napi::Buffer<char> TokenBuffer(Napi::Env env, ByteBuffer&& bytes) {
+  const size_t size = bytes.size();
+  if (size == 0) return Napi::Buffer<char>::New(env, 0);
+  // The memory is ours, freed by a finalizer, and reported to V8 at several
+  // times its size: V8 starts a collection once reported memory has grown by
+  // about 64 MiB, and a stream's small, short-lived Buffers would otherwise
+  // pile up that much garbage first. 256 MiB streamed through a slow
+  // consumer grew the process by 87 MiB on Node 24 with plain copies, 26 MiB
+  // reported at 4 times, 11 MiB at 16 (Node 20: 15, 29, 11).
+  const int64_t reported = static_cast<int64_t>(size) * kTokenPressure;
+  char* data = bytes.Release();
+  Napi::MemoryManagement::AdjustExternalMemory(env, reported);
+  return Napi::Buffer<char>::New(env, data, size, [reported](Napi::Env finalize_env, char* released) {
+    std::free(released);
+    Napi::MemoryManagement::AdjustExternalMemory(finalize_env, -reported);
+  });
 }
 
 Napi::Buffer<char> ToBuffer(Napi::Env env, ByteBuffer&& bytes) {
@@ -80,7 +97,7 @@ Napi::Object ToTokenObject(Napi::Env env, Token&& token) {
   switch (token.type) {
     case Token::Type::kOutput:
       object.Set("type", "output");
-      object.Set("data", CopyToBuffer(env, token.data));
+      object.Set("data", TokenBuffer(env, std::move(token.data)));
       object.Set("stream", token.stream);
       break;
     case Token::Type::kStatus:
@@ -89,7 +106,7 @@ Napi::Object ToTokenObject(Napi::Env env, Token&& token) {
       break;
     case Token::Type::kError:
       object.Set("type", "error");
-      object.Set("data", CopyToBuffer(env, token.data));
+      object.Set("data", TokenBuffer(env, std::move(token.data)));
       object.Set("error", token.error);
       break;
     case Token::Type::kDone:

@@ -11,17 +11,16 @@ namespace remctl_node {
 // one block. Throws a TypeError naming `name` for anything else.
 Arguments ToArguments(const Napi::Value& value, const char* name);
 
-// A copy in memory that Node manages, for tokens: freed as soon as the
-// garbage collector finds it unused, not by a finalizer later, which keeps a
-// stream's memory flat.
-Napi::Buffer<char> CopyToBuffer(Napi::Env env, const ByteBuffer& bytes);
+// A token's data, without a copy, reported to V8 so that a stream's spent
+// Buffers are collected before they pile up.
+Napi::Buffer<char> TokenBuffer(Napi::Env env, ByteBuffer&& bytes);
 
 // Hands the bytes to JavaScript: large buffers (a whole command's output)
 // without a copy.
 Napi::Buffer<char> ToBuffer(Napi::Env env, ByteBuffer&& bytes);
 
 // {type, data?, stream?, status?, error?} with exactly the fields the C
-// struct remctl_output fills for the type; the data is copied.
+// struct remctl_output fills for the type.
 Napi::Object ToTokenObject(Napi::Env env, Token&& token);
 
 // {host?, port?, principal?} or with `addresses: [{address, port}]` or
