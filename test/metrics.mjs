@@ -25,11 +25,13 @@ export const fdCount = () => readdirSync('/proc/self/fd').length;
 export const counts = () => ({ threads: threadCount(), fds: fdCount() });
 
 /**
- * The counts once what earlier tests left winding down (a connection's thread finishing, the
- * timeout watchdog going idle) is gone: the same over 200 ms, or after 3 s whatever they are.
- * A baseline taken before that would count threads that are about to exit.
+ * The counts once what earlier tests left winding down is gone: handles they dropped are
+ * collected (their finalizers close them), threads finishing have exited, and the counts stay
+ * the same over 200 ms, or after 3 s whatever they are. A baseline taken before that would
+ * count threads that are about to exit.
  */
 export async function settledCounts() {
+  exposeGc()();
   const deadline = Date.now() + 3000;
   let last = counts();
   while (Date.now() < deadline) {
