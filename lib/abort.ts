@@ -1,6 +1,16 @@
 import { RemctlError } from './errors.js';
 
 /**
+ * Resolves in a later turn of the event loop. Everything that sends a
+ * command waits for it first, so an abort from the code that made the call,
+ * or from a promise continuation of it, always comes before the command
+ * could leave.
+ */
+export function laterTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+/**
  * Settles with `promise`, unless `signal` aborts first: then `onAbort` runs
  * (it interrupts the native call) and the result rejects at once with the
  * signal's reason, without waiting for the native side to notice.

@@ -1,6 +1,6 @@
-import { abortable, openDeadline } from './abort.js';
-import { unpackRun, type NativeHandle } from './addon.js';
-import { RemctlError, RemctlNotOpenedError } from './errors.js';
+import { abortable, laterTurn, openDeadline } from './abort.js';
+import { unpackRun, type NativeHandle, type NativeTarget } from './addon.js';
+import { RemctlError, RemctlNotOpenedError, RemctlOutputPendingError } from './errors.js';
 import type { RemctlOutput, RemctlResult } from './output.js';
 import { RemctlProcess } from './process.js';
 import { DEFAULT_MAX_BUFFER, nativeLimit, settleRun } from './result.js';
@@ -45,8 +45,8 @@ const RUN_OPTIONS = ['signal', 'encoding', 'maxBuffer'] as const;
 /**
  * A persistent connection: several commands over one authenticated
  * session. Calls run in the order they were made, on the connection's own
- * thread. A connection the server closed between commands is reopened by
- * the next command.
+ * thread. A connection the server closed between commands, or that an
+ * aborted call closed, is reopened by the next call.
  *
  * @example
  * await using r = await Remctl.connect('kdc.example.com');
@@ -54,10 +54,14 @@ const RUN_OPTIONS = ['signal', 'encoding', 'maxBuffer'] as const;
  */
 export class Remctl implements AsyncDisposable {
   #settings: ConnectionSettings;
+  // The native connection; undefined while closed, or once an aborted call
+  // closed it (then the next call reopens it, to #target).
   #handle: NativeHandle | undefined;
-  #opened = false;
+  #target: NativeTarget | undefined;
   // Why the last open failed: its handle (and thread) are gone already.
   #failure: string | undefined;
+  // A command sent with command() whose output has not been read to its end.
+  #pending = false;
   // Calls take turns: a call spanning several native operations (spawn,
   // outputs) holds the connection until it is done. A call finding the
   // connection free takes it at once, without a promise to wait on.
@@ -79,9 +83,9 @@ export class Remctl implements AsyncDisposable {
     return connection;
   }
 
-  /** True between a successful open() and a call of close() (or an abort). */
+  /** True between a successful open() and a call of close(). */
   get opened(): boolean {
-    return this.#opened && !this.#closing;
+    return this.#target !== undefined && !this.#closing;
   }
 
   /** Opens a connection, closing the one this object had. */
@@ -96,18 +100,10 @@ export class Remctl implements AsyncDisposable {
     signal?.throwIfAborted();
     await this.#inTurn(signal, async () => {
       this.#release();
+      this.#target = undefined;
       this.#failure = undefined;
-      const handle = newHandle(this.#settings);
-      this.#handle = handle;
-      const opening = openDeadline(handle.open(target), this.#settings.timeout, () => handle.cancel());
-      const failure = await this.#call(handle, opening, signal);
-      if (this.#handle !== handle) return;
-      if (failure !== undefined) {
-        this.#release();
-        this.#failure = failure;
-        throw new RemctlError(failure);
-      }
-      this.#opened = true;
+      this.#handle = await this.#connect(target, signal);
+      this.#target = target;
     });
   }
 
@@ -139,32 +135,61 @@ export class Remctl implements AsyncDisposable {
   async command(command: Command, options?: CallOptions): Promise<void> {
     const args = checkCommand(command);
     const signal = checkSignal(readOptions(options, CALL_OPTIONS).signal);
-    const failure = await this.#exclusive(signal, (handle) => handle.command(args, false));
-    if (failure !== undefined) throw new RemctlError(failure);
+    await this.#sending('send a command', signal, async (handle) => {
+      const failure = await this.#call(handle, handle.command(args, false), signal);
+      if (failure !== undefined) {
+        this.#lost(handle, failure);
+        throw new RemctlError(failure);
+      }
+      this.#pending = true;
+    });
   }
 
   /** The next token of the current command's output; `done` once it has ended, until the next command. */
   async output(options?: CallOptions): Promise<RemctlOutput> {
     const signal = checkSignal(readOptions(options, CALL_OPTIONS).signal);
-    const token = await this.#exclusive(signal, (handle) => handle.output());
-    if (typeof token === 'string') throw new RemctlError(token);
-    return token;
+    return this.#inTurn(signal, async () => {
+      const handle = await this.#connection(signal);
+      const token = await this.#call(handle, handle.output(), signal);
+      if (typeof token === 'string') {
+        this.#lost(handle, token);
+        throw new RemctlError(token);
+      }
+      if (token.type !== 'output') this.#pending = false;
+      return token;
+    });
   }
 
-  /** The tokens of the current command, ending after its status or error token. */
+  /**
+   * The tokens of the current command, ending after its status or error
+   * token. Leaving the loop early (break, return, a throw) reads and
+   * discards the rest of that command's output, so that it can never be
+   * taken for the next command's.
+   */
   async *outputs(options?: CallOptions): AsyncGenerator<RemctlOutput, void, undefined> {
-    for (;;) {
-      const token = await this.output(options);
-      yield token;
-      if (token.type !== 'output') return;
+    let ended = false;
+    try {
+      for (;;) {
+        const token = await this.output(options);
+        if (token.type !== 'output') ended = true;
+        yield token;
+        if (ended) return;
+      }
+    } finally {
+      if (!ended) await this.#discardOutput();
     }
   }
 
   /** Checks the connection is alive (and keeps it so); reopens it if the server closed it. */
   async noop(options?: CallOptions): Promise<void> {
     const signal = checkSignal(readOptions(options, CALL_OPTIONS).signal);
-    const failure = await this.#exclusive(signal, (handle) => handle.noop());
-    if (failure !== undefined) throw new RemctlError(failure);
+    await this.#sending('send a noop', signal, async (handle) => {
+      const failure = await this.#call(handle, handle.noop(), signal);
+      if (failure !== undefined) {
+        this.#lost(handle, failure);
+        throw new RemctlError(failure);
+      }
+    });
   }
 
   /**
@@ -180,10 +205,16 @@ export class Remctl implements AsyncDisposable {
     const signal = checkSignal(values.signal);
     const encoding = checkEncoding(values.encoding);
     const maxBuffer = values.maxBuffer === undefined ? DEFAULT_MAX_BUFFER : checkMaxBuffer(values.maxBuffer);
-    const raw = await this.#exclusive(signal, async (handle) => {
-      const result = unpackRun(await handle.run(args, nativeLimit(maxBuffer)));
-      // The rest of that output never arrived: the native side closed the connection.
-      if (result.exceeded && this.#handle === handle) this.#release();
+    const raw = await this.#sending('run a command', signal, async (handle) => {
+      const result = unpackRun(await this.#call(handle, handle.run(args, nativeLimit(maxBuffer)), signal));
+      if (result.exceeded) {
+        // The rest of that output never arrived: the native side closed the
+        // connection, and this one stays closed until the next open().
+        this.#release();
+        this.#target = undefined;
+      } else if (!result.ok) {
+        this.#lost(handle, result.message);
+      }
       return result;
     });
     return settleRun(raw, encoding, maxBuffer);
@@ -203,8 +234,14 @@ export class Remctl implements AsyncDisposable {
       // Aborted while waiting: its command must never go out, or its output
       // would be the next call's.
       aborted.throwIfAborted();
-      handle = this.#open(undefined);
-      return handle.command(args, false);
+      if (this.#pending) throw new RemctlOutputPendingError('spawn a command');
+      const opened = await this.#connection(aborted);
+      await laterTurn();
+      aborted.throwIfAborted();
+      handle = opened;
+      const failure = await handle.command(args, false);
+      if (failure !== undefined) this.#lost(handle, failure);
+      return failure;
     };
     const source = {
       outputBatch: (maxBytes: number) => handle!.outputBatch(maxBytes),
@@ -215,7 +252,7 @@ export class Remctl implements AsyncDisposable {
       [start],
       signal,
       () => {
-        if (handle !== undefined && this.#handle === handle) this.#release();
+        if (handle !== undefined) this.#lost(handle);
       },
       () => {
         void Promise.resolve(turn).then(() => this.#next());
@@ -237,7 +274,8 @@ export class Remctl implements AsyncDisposable {
       this.#closing = false;
       const handle = this.#handle;
       this.#handle = undefined;
-      this.#opened = false;
+      this.#target = undefined;
+      this.#pending = false;
       this.#failure = undefined;
       if (handle !== undefined && !handle.closed) await handle.close();
     });
@@ -294,33 +332,109 @@ export class Remctl implements AsyncDisposable {
     }
   }
 
-  // An operation on the open connection, in turn.
-  #exclusive<T>(signal: AbortSignal | undefined, operation: (handle: NativeHandle) => Promise<T>): Promise<T> {
-    return this.#inTurn(signal, () => {
-      const handle = this.#open(signal);
-      return this.#call(handle, operation(handle), signal);
+  // A call that sends something to the server: in turn, refused while a
+  // command's output is still to be read, and never sent in the turn of the
+  // event loop that made the call, so an abort made right after it wins.
+  #sending<T>(what: string, signal: AbortSignal | undefined, send: (handle: NativeHandle) => Promise<T>): Promise<T> {
+    return this.#inTurn(signal, async () => {
+      if (this.#pending) throw new RemctlOutputPendingError(what);
+      const handle = await this.#connection(signal);
+      await laterTurn();
+      signal?.throwIfAborted();
+      return send(handle);
     });
   }
 
-  #open(signal: AbortSignal | undefined): NativeHandle {
+  // The open connection, reopened first if an aborted call closed it.
+  async #connection(signal: AbortSignal | undefined): Promise<NativeHandle> {
     signal?.throwIfAborted();
-    if (!this.#opened || this.#handle === undefined) throw new RemctlNotOpenedError();
+    const target = this.#target;
+    if (target === undefined || this.#closing) throw new RemctlNotOpenedError();
+    if (this.#handle === undefined) {
+      this.#failure = undefined;
+      this.#handle = await this.#connect(target, signal);
+    }
     return this.#handle;
   }
 
-  // An aborted call closes the connection: what libremctl was in the middle
-  // of cannot be resumed.
-  #call<T>(handle: NativeHandle, promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-    return abortable(promise, signal, () => {
+  // A new native connection to target, opened. A failed or abandoned open
+  // leaves nothing behind: its handle is closed, its thread told to go (once
+  // libkrb5 lets go of it, when it is waiting on a KDC), and error() says why.
+  async #connect(target: NativeTarget, signal: AbortSignal | undefined): Promise<NativeHandle> {
+    const handle = newHandle(this.#settings);
+    const cancel = () => {
       handle.cancel();
-      if (this.#handle === handle) this.#release();
+      closeQuietly(handle);
+    };
+    let failure: string | undefined;
+    try {
+      failure = await abortable(openDeadline(handle.open(target), this.#settings.timeout, cancel), signal, cancel);
+    } catch (error) {
+      if (error instanceof RemctlError) this.#failure = error.message;
+      throw error;
+    }
+    if (failure !== undefined) {
+      closeQuietly(handle);
+      this.#failure = failure;
+      throw new RemctlError(failure);
+    }
+    return handle;
+  }
+
+  // A call on handle failed: whatever was under way on it cannot be trusted
+  // to be in step, so the next call starts on a fresh connection.
+  #lost(handle: NativeHandle, failure?: string): void {
+    if (this.#handle !== handle) return;
+    this.#handle = undefined;
+    this.#pending = false;
+    this.#failure = failure;
+    handle.cancel();
+    closeQuietly(handle);
+  }
+
+  // Reads what is left of the current command's output and drops it, within
+  // the connection's timeout (DISCARD_TIMEOUT_MS without one); a connection
+  // that cannot be brought back in step in that time is closed instead.
+  async #discardOutput(): Promise<void> {
+    if (!this.#pending) return;
+    const timeoutMs = this.#settings.timeout ? this.#settings.timeout * 1000 : DISCARD_TIMEOUT_MS;
+    await this.#inTurn(undefined, async () => {
+      const handle = this.#handle;
+      if (!this.#pending || handle === undefined) return;
+      const deadline = AbortSignal.timeout(timeoutMs);
+      try {
+        for (;;) {
+          const tokens = await this.#call(handle, handle.outputBatch(DISCARD_BATCH_BYTES), deadline);
+          const last = tokens.at(-1);
+          if (last === undefined || typeof last === 'string') throw new RemctlError(last ?? 'no output');
+          if (last.type !== 'output') break;
+        }
+        this.#pending = false;
+      } catch {
+        this.#lost(handle);
+      }
     });
+  }
+
+  // An aborted call closes the connection: what libremctl was in the middle
+  // of cannot be resumed. The next call reopens it.
+  #call<T>(handle: NativeHandle, promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+    return abortable(promise, signal, () => this.#lost(handle));
   }
 
   #release(): void {
     const handle = this.#handle;
     this.#handle = undefined;
-    this.#opened = false;
-    if (handle !== undefined && !handle.closed) handle.close().catch(() => {});
+    this.#pending = false;
+    if (handle !== undefined) closeQuietly(handle);
   }
+}
+
+// How long leaving outputs() early may spend reading the rest of a command's
+// output on a connection without a timeout, and in what batches.
+const DISCARD_TIMEOUT_MS = 10_000;
+const DISCARD_BATCH_BYTES = 256 * 1024;
+
+function closeQuietly(handle: NativeHandle): void {
+  if (!handle.closed) handle.close().catch(() => {});
 }

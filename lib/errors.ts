@@ -59,3 +59,17 @@ export class RemctlNotOpenedError extends RemctlError {
     this.name = 'RemctlNotOpenedError';
   }
 }
+
+/**
+ * A call that sends something was made while the output of a command sent
+ * with command() has not been read to its end: read the rest with output()
+ * or outputs() first. The connection is unharmed.
+ */
+export class RemctlOutputPendingError extends RemctlError {
+  readonly code = 'ERR_REMCTL_OUTPUT_PENDING';
+
+  constructor(call: string) {
+    super(`cannot ${call} while the output of the last command is still to be read: read it to its end with output() or outputs() first`);
+    this.name = 'RemctlOutputPendingError';
+  }
+}

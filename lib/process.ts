@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { Readable } from 'node:stream';
-import { abortable } from './abort.js';
+import { abortable, laterTurn } from './abort.js';
 import { RemctlError, RemctlProtocolError } from './errors.js';
 import type { RemctlOutput } from './output.js';
 
@@ -36,9 +36,13 @@ const FETCHES_UNDER_WAY = 2;
  * it arrives, and no further token is read from the server while either
  * stream is full, so memory stays flat whatever the output's size.
  *
- * Failures reject `status` and are emitted as 'error' when there is a
- * listener (an unheard 'error' would otherwise end the process); both
- * streams end either way.
+ * Only a status token ends stdout and stderr normally (whatever the
+ * status). Any failure (a timeout, an abort, a lost connection, an error
+ * token, garbage from the server) rejects `status`, destroys both streams
+ * with that error, so that `pipeline()`, `for await` and `finished()` reject
+ * with it too, and is emitted as 'error' when the process has a listener.
+ * A stream without an 'error' listener of its own does not end the process
+ * with the failure: `status` and the consumers of the stream report it.
  */
 export class RemctlProcess extends EventEmitter<{ exit: [status: number]; error: [error: Error] }> {
   readonly stdout: Readable;
@@ -53,7 +57,11 @@ export class RemctlProcess extends EventEmitter<{ exit: [status: number]; error:
   #resume: (() => void) | undefined;
   #settle!: { resolve: (status: number) => void; reject: (error: unknown) => void };
 
-  /** @internal Made by spawn() and Remctl#spawn(). */
+  /**
+   * @internal Made by spawn() and Remctl#spawn(). onAbort runs when the
+   * command is aborted or its connection failed: the connection is out of
+   * step and must not carry another command.
+   */
   constructor(handle: TokenSource, steps: ReadonlyArray<Step>, signal: AbortSignal | undefined, onAbort: () => void, onEnd: () => void) {
     super();
     this.#handle = handle;
@@ -90,6 +98,9 @@ export class RemctlProcess extends EventEmitter<{ exit: [status: number]; error:
       this.#onAbort();
     };
     try {
+      // Nothing goes out in the turn that made the call: an abort from the
+      // same code, or from a promise continuation of it, comes first.
+      await laterTurn();
       for (const step of steps) {
         signal.throwIfAborted();
         const failure = await abortable(step(signal), signal, interrupt);
@@ -106,27 +117,42 @@ export class RemctlProcess extends EventEmitter<{ exit: [status: number]; error:
         while (fetches.length < FETCHES_UNDER_WAY) fetch();
         let full: Readable | undefined;
         for (const token of await fetches.shift()!) {
-          if (typeof token === 'string') throw new RemctlError(token);
+          if (typeof token === 'string') {
+            this.#onAbort();
+            throw new RemctlError(token);
+          }
           if (token.type === 'output') {
             const stream = token.stream === 2 ? this.stderr : this.stdout;
             if (!stream.destroyed && !stream.push(token.data)) full = stream;
           } else if (token.type === 'error') {
             throw new RemctlProtocolError(token.data.toString(), token.error);
-          } else {
+          } else if (token.type === 'status') {
             this.#end();
-            const status = token.type === 'status' ? token.status : 0;
-            this.#settle.resolve(status);
-            this.emit('exit', status);
+            this.#settle.resolve(token.status);
+            this.emit('exit', token.status);
             return;
+          } else {
+            this.#onAbort();
+            throw new RemctlError('the output of the command ended without an exit status');
           }
         }
         if (full !== undefined) await this.#drained(full, signal);
       }
     } catch (error) {
-      this.#end();
-      this.#settle.reject(error);
-      if (this.listenerCount('error') > 0) this.emit('error', error as Error);
+      this.#fail(error);
     }
+  }
+
+  // Whatever the streams already carried may be cut short: they fail, and
+  // never end as if the output were complete.
+  #fail(error: unknown): void {
+    this.#settle.reject(error);
+    for (const stream of [this.stdout, this.stderr]) {
+      if (stream.destroyed) continue;
+      if (stream.listenerCount('error') === 0) stream.on('error', () => {});
+      stream.destroy(error as Error);
+    }
+    if (this.listenerCount('error') > 0) this.emit('error', error as Error);
   }
 
   // Waits until the consumer wants more of this stream (or threw it away).

@@ -1,4 +1,4 @@
-import { abortable } from './abort.js';
+import { abortable, laterTurn } from './abort.js';
 import { unpackRun } from './addon.js';
 import type { RemctlResult } from './output.js';
 import { DEFAULT_MAX_BUFFER, nativeLimit, settleRun } from './result.js';
@@ -57,6 +57,10 @@ export async function remctl(host: string, command: Command, options: RemctlOpti
 export async function remctl(host: string, command: Command, options?: RemctlOptions): Promise<RemctlResult<string | Buffer>>;
 export async function remctl(host: string, command: Command, options?: RemctlOptions): Promise<RemctlResult<string | Buffer>> {
   const call = checkSimpleOptions(host, command, options);
+  call.signal?.throwIfAborted();
+  // Nothing goes out in the turn that made the call: an abort from the same
+  // code, or from a promise continuation of it, comes first.
+  await laterTurn();
   call.signal?.throwIfAborted();
   const handle = newHandle(call.settings);
   const raw = await abortable(handle.runOnce(call.target, call.args, nativeLimit(call.maxBuffer)), call.signal, () => handle.cancel());

@@ -30,6 +30,23 @@ std::string AsTimeout(const std::string& message) {
 // command killed by a signal (status 255) would read -1.
 int StatusByte(const struct remctl_output* output) { return output->status & 0xff; }
 
+// The wait before retry number attempt + 1: the first delay doubled each
+// time, but never more than kMaxRetryDelayMs (or the first delay, if that is
+// longer), so that no shift overflows and no retry waits for days.
+constexpr int64_t kMaxRetryDelayMs = 10000;
+
+}  // namespace
+
+int64_t RetryDelayMs(long first_ms, long attempt) {
+  const int64_t first = std::max<long>(first_ms, 0);
+  const int64_t cap = std::max(first, kMaxRetryDelayMs);
+  int64_t delay = first;
+  for (long i = 0; i < attempt && delay < cap; i++) delay *= 2;
+  return std::min(delay, cap);
+}
+
+namespace {
+
 }  // namespace
 
 ByteBuffer::ByteBuffer(ByteBuffer&& other) noexcept
@@ -79,10 +96,15 @@ Connection::Connection()
 Connection::~Connection() { Close(); }
 
 void Connection::Cancel() {
+  cancelled_.store(true);
   std::lock_guard<std::mutex> lock(cancel_mutex_);
   if (cancel_.valid()) SignalEventFd(cancel_.get());
   if (link_) link_->Shutdown();
 }
+
+// What every operation of a cancelled connection returns, before it does
+// anything.
+Status Connection::Cancelled() { return Fail("operation cancelled"); }
 
 void Connection::SetLink(std::unique_ptr<Link> link) {
   std::unique_ptr<Link> old;
@@ -140,21 +162,29 @@ Status Connection::EnsureConnected(const Settings& settings) {
 
 Status Connection::Open(OpenTarget target, const Settings& settings) {
   Teardown();
+  if (cancelled()) {
+    if (target.fd >= 0) Fd(target.fd).Reset();
+    return Cancelled();
+  }
   {
     std::lock_guard<std::mutex> lock(cancel_mutex_);
-    if (!cancel_.valid()) cancel_ = MakeEventFd();
+    // Never drained: a cancel stays signalled for good. One made while this
+    // was closed is signalled anew.
+    if (!cancel_.valid()) {
+      cancel_ = MakeEventFd();
+      if (cancel_.valid() && cancelled()) SignalEventFd(cancel_.get());
+    }
   }
   if (!cancel_.valid()) return Fail(std::string("cannot create eventfd: ") + strerror(errno));
-  DrainEventFd(cancel_.get());
   target_ = std::move(target);
   for (long attempt = 0;; attempt++) {
     Status status = OpenOnce(settings);
     if (status.ok || attempt >= settings.open_retries || !RetryableOpenFailure()) {
       return status;
     }
-    const long delay = settings.open_retry_delay_ms << std::min(attempt, 16L);
-    const long jitter = delay > 1 ? static_cast<long>(rand_r(&jitter_seed_) % (delay / 2 + 1)) : 0;
-    if (WaitEventFd(cancel_.get(), delay + jitter)) return status;
+    const int64_t delay = RetryDelayMs(settings.open_retry_delay_ms, attempt);
+    const int64_t jitter = delay > 1 ? rand_r(&jitter_seed_) % (delay / 2 + 1) : 0;
+    if (WaitEventFd(cancel_.get(), static_cast<long>(delay + jitter))) return status;
   }
 }
 
@@ -162,7 +192,7 @@ Status Connection::Open(OpenTarget target, const Settings& settings) {
 // another try: not a timeout, not a cancel, not a descriptor we were given.
 bool Connection::RetryableOpenFailure() {
   return link_ && link_->PeerClosed() && !link_->timed_out() &&
-         target_.kind != OpenTarget::Kind::kFd && !WaitEventFd(cancel_.get(), 0);
+         target_.kind != OpenTarget::Kind::kFd && !cancelled();
 }
 
 Status Connection::OpenOnce(const Settings& settings) {
@@ -182,10 +212,12 @@ Status Connection::OpenOnce(const Settings& settings) {
                              settings.timeout, cancel_.get(), &error);
       } else {
         // As remctl_open: the registered port, then the legacy one, and the
-        // first error is the one worth reporting.
+        // first error is the one worth reporting. Only a refusal is worth the
+        // legacy port: not a cancel, a timeout, or a name that did not resolve.
+        ConnectFailure failure = ConnectFailure::kNone;
         server = ConnectHost(target_.host, REMCTL_PORT, settings.source_ip,
-                             settings.timeout, cancel_.get(), &error);
-        if (!server.valid()) {
+                             settings.timeout, cancel_.get(), &error, &failure);
+        if (!server.valid() && failure == ConnectFailure::kRefused && !cancelled()) {
           std::string legacy_error;
           server = ConnectHost(target_.host, REMCTL_PORT_OLD,
                                settings.source_ip, settings.timeout,
@@ -209,7 +241,7 @@ Status Connection::OpenOnce(const Settings& settings) {
   if (!link) return Fail(error);
   SetLink(std::move(link));
   // A cancel that came while connecting found no link to shut down.
-  if (WaitEventFd(cancel_.get(), 0)) link_->Shutdown();
+  if (cancelled()) return Cancelled();
   const char* host = target_.host.empty() ? nullptr : target_.host.c_str();
   const char* principal =
       target_.principal ? target_.principal->c_str() : nullptr;
@@ -223,8 +255,11 @@ Status Connection::OpenOnce(const Settings& settings) {
 
 Status Connection::Command(const Arguments& args, bool as_strings,
                            const Settings& settings) {
+  if (cancelled()) return Cancelled();
   Status connected = EnsureConnected(settings);
   if (!connected.ok) return connected;
+  // The last moment an abort can keep the command from the server.
+  if (cancelled()) return Cancelled();
   std::vector<iovec> vector(args.lengths.size());
   size_t offset = 0;
   for (size_t i = 0; i < args.lengths.size(); i++) {
@@ -255,6 +290,10 @@ Status Connection::Command(const Arguments& args, bool as_strings,
 
 struct remctl_output* Connection::NextOutput(const Settings& settings,
                                              Status* status) {
+  if (cancelled()) {
+    *status = Cancelled();
+    return nullptr;
+  }
   if (r_ == nullptr || !opened_) {
     *status = Fail("no connection open");
     return nullptr;
@@ -319,6 +358,7 @@ Connection::BatchResult Connection::OutputBatch(const Settings& settings,
 }
 
 Status Connection::Noop(const Settings& settings) {
+  if (cancelled()) return Cancelled();
   Status connected = EnsureConnected(settings);
   if (!connected.ok) return connected;
   link_->BeginOperation(settings.timeout);

@@ -4,7 +4,9 @@
 // Cancel() run on one thread at a time (the connection's worker).
 #pragma once
 
+#include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <cstdlib>
 #include <memory>
 #include <mutex>
@@ -103,6 +105,9 @@ struct RunResult {
   ByteBuffer err;
 };
 
+// Milliseconds to wait before retry attempt + 1 of an open (see Settings).
+int64_t RetryDelayMs(long first_ms, long attempt);
+
 class Connection {
  public:
   Connection();
@@ -134,8 +139,12 @@ class Connection {
   // Ends the connection and frees every descriptor it held.
   void Close();
 
-  // Any thread: ends the current connection at once; a blocked call returns.
+  // Any thread: ends the current connection at once; a blocked call
+  // returns, and every later operation fails without touching the network.
+  // Final: a cancelled connection never sends anything again, not even on a
+  // reopen, so a command aborted before it went out never goes out.
   void Cancel();
+  bool cancelled() const { return cancelled_.load(); }
 
  private:
   Status OpenOnce(const Settings& settings);
@@ -150,6 +159,9 @@ class Connection {
   std::string LibraryError(const char* fallback);
   void Teardown();
 
+  Status Cancelled();
+
+  std::atomic<bool> cancelled_{false};
   struct remctl* r_ = nullptr;
   // Cancel() reaches both from any thread: the eventfd for a connect or a
   // wait under way, the link for a libremctl call. The mutex keeps either

@@ -146,12 +146,6 @@ void SignalEventFd(int fd) {
   }
 }
 
-void DrainEventFd(int fd) {
-  uint64_t value;
-  while (read(fd, &value, sizeof(value)) < 0 && errno == EINTR) {
-  }
-}
-
 bool WaitEventFd(int fd, long ms) {
   const int64_t deadline = NowMs() + ms;
   for (;;) {
@@ -165,7 +159,10 @@ bool WaitEventFd(int fd, long ms) {
 
 Fd ConnectHost(const std::string& host, unsigned short port,
                const std::string& source, long timeout, int cancel_fd,
-               std::string* error) {
+               std::string* error, ConnectFailure* failure) {
+  ConnectFailure ignored;
+  if (failure == nullptr) failure = &ignored;
+  *failure = ConnectFailure::kNone;
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -174,6 +171,7 @@ Fd ConnectHost(const std::string& host, unsigned short port,
   int status = getaddrinfo(host.c_str(), service.c_str(), &hints, &list);
   if (status != 0) {
     *error = "unknown host " + host + ": " + gai_strerror(status);
+    *failure = ConnectFailure::kResolve;
     return Fd();
   }
   Fd fd = ConnectFirst(list, source, timeout, cancel_fd);
@@ -182,6 +180,9 @@ Fd ConnectHost(const std::string& host, unsigned short port,
   if (!fd.valid()) {
     *error = "cannot connect to " + host + " (port " + std::to_string(port) +
              "): " + strerror(saved);
+    *failure = saved == ECANCELED   ? ConnectFailure::kCancel
+               : saved == ETIMEDOUT ? ConnectFailure::kTimeout
+                                    : ConnectFailure::kRefused;
   }
   return fd;
 }

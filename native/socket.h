@@ -46,14 +46,18 @@ class Fd {
   int fd_ = -1;
 };
 
+// Why a connect failed: only a server that refused or could not be reached
+// is worth trying again on the legacy port.
+enum class ConnectFailure { kNone, kResolve, kRefused, kTimeout, kCancel };
+
 // Resolves host and connects to the first address that answers, as
 // libremctl's internal_connect does, but without select() and interruptible
 // through cancel_fd. On failure returns an invalid Fd and sets error to
 // libremctl's wording: "unknown host H: ..." or "cannot connect to H (port N):
-// ...".
+// ...", and failure (if given) to why.
 Fd ConnectHost(const std::string& host, unsigned short port,
                const std::string& source, long timeout, int cancel_fd,
-               std::string* error);
+               std::string* error, ConnectFailure* failure = nullptr);
 
 // Connects to each address in turn, as remctl_open_addrinfo does. On failure
 // the error reads "cannot connect: ...".
@@ -121,7 +125,6 @@ class Link {
 // Creates an eventfd used to cancel whatever a connection is waiting on.
 Fd MakeEventFd();
 void SignalEventFd(int fd);
-void DrainEventFd(int fd);
 // Waits up to ms for the eventfd; true if it was signalled.
 bool WaitEventFd(int fd, long ms);
 

@@ -264,9 +264,9 @@ describe('spawn() failures', () => {
     expect(error).toMatchObject({ message: 'Unknown command', errorCode: ERROR_UNKNOWN_COMMAND, code: 'ERROR_UNKNOWN_COMMAND' });
     expect(emitted).toEqual([error]);
     expect(exited).toBe(false);
-    // Both streams end, empty.
-    expect(await collect(child.stdout)).toEqual(Buffer.alloc(0));
-    expect(await collect(child.stderr)).toEqual(Buffer.alloc(0));
+    // Both streams fail with it: a consumer never takes the output for complete.
+    await expect(collect(child.stdout)).rejects.toBe(error);
+    await expect(collect(child.stderr)).rejects.toBe(error);
   });
 
   test('a command the ACL refuses rejects status with a RemctlProtocolError of code ERROR_ACCESS', async () => {
@@ -282,9 +282,9 @@ describe('spawn() failures', () => {
     expect(error).toBeInstanceOf(RemctlError);
     expect(error).not.toBeInstanceOf(RemctlProtocolError);
     expect((error as Error).message).toBe(`cannot connect to localhost (port ${closedPort}): Connection refused`);
-    // Both streams end, empty.
-    expect(await collect(child.stdout)).toEqual(Buffer.alloc(0));
-    expect(await collect(child.stderr)).toEqual(Buffer.alloc(0));
+    // Both streams fail with it.
+    await expect(collect(child.stdout)).rejects.toBe(error);
+    await expect(collect(child.stderr)).rejects.toBe(error);
   });
 
   test("the timeout option rejects a command silent for longer with 'error receiving token: timed out'", async () => {
@@ -314,8 +314,9 @@ describe('spawn() failures', () => {
       for (const child of children) {
         child.stdout.resume();
         child.stderr.resume();
-        await finished(child.stdout);
-        await finished(child.stderr);
+        const error = await rejection(child.status);
+        await expect(finished(child.stdout)).rejects.toBe(error.error);
+        await expect(finished(child.stderr)).rejects.toBe(error.error);
       }
       // Unhandled rejections are reported after the microtask queue drains.
       await sleep(100);
@@ -339,7 +340,7 @@ describe('spawn() aborting', () => {
     expect(error).toBeInstanceOf(DOMException);
     expect(error).toMatchObject({ name: 'AbortError' });
     expect(ms).toBeLessThan(1000);
-    expect(await collect(child.stdout)).toEqual(Buffer.alloc(0));
+    await expect(collect(child.stdout)).rejects.toBe(error);
   });
 
   test('abort(reason) rejects status with that reason, and kill() aborts like abort()', async () => {
@@ -382,7 +383,7 @@ describe('spawn() aborting', () => {
       const reason = new Error('changed my mind');
       const child = spawn(host, ['test', 'test'], { port: listener.port, signal: AbortSignal.abort(reason) });
       expect((await rejection(child.status)).error).toBe(reason);
-      expect(await collect(child.stdout)).toEqual(Buffer.alloc(0));
+      await expect(collect(child.stdout)).rejects.toBe(reason);
       await sleep(100);
       expect(listener.accepted()).toBe(0);
     } finally {
@@ -464,7 +465,9 @@ describe('Remctl#spawn()', () => {
     const { error, ms } = await rejection(child.status, abortedAt);
     expect(error).toMatchObject({ name: 'AbortError' });
     expect(ms).toBeLessThan(1000);
-    expect(r.opened).toBe(false);
+    // The abort closed the connection under it; the next call reopens it.
+    expect(r.opened).toBe(true);
+    expect((await r.run(['test', 'test'], { encoding: 'utf8' })).stdout).toBe('hello world\n');
   });
 
   test('a spawn whose signal was aborted before its turn never sends its command: the next run() gets its own output', async () => {
