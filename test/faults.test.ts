@@ -7,12 +7,12 @@
 // files running alongside never see the shared realm's daemons go away.
 
 import { spawn as spawnProcess } from 'node:child_process';
-import { closeSync, fstatSync, openSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readFileSync } from 'node:fs';
 import { counts, countsSettle, settledCounts } from './metrics.mjs';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
-import { ERROR_ACCESS, Remctl, RemctlError, RemctlProtocolError, _remctl, remctl, spawn } from '../dist/index.js';
+import { ERROR_ACCESS, Remctl, RemctlError, RemctlNotOpenedError, RemctlProtocolError, _remctl, remctl, spawn } from '../dist/index.js';
 import {
   TOKEN_CONTEXT_V2,
   TOKEN_DATA_V2,
@@ -210,6 +210,73 @@ async function killRemctld(realm: RealmSettings): Promise<void> {
   await vi.waitFor(() => expect(processIsAlive(pid)).toBe(false), { timeout: 5000 });
   await stopRemctld(realm);
 }
+
+describe('an open that gives up releases everything', () => {
+  test('an open that times out on a server that never answers lets go of its thread and descriptors at once, and error() says why', async () => {
+    // The listener's own sockets are descriptors of this process too: counted from here.
+    const listener = await silentServer();
+    const before = await settledCounts();
+    try {
+      for (const how of ['open', 'connect', 'spawn'] as const) {
+        const started = performance.now();
+        let error: Error;
+        const r = new Remctl({ timeout: 1 });
+        if (how === 'open') error = (await rejection(r.open(settings.host, { port: listener.port, principal: settings.principal }))).error;
+        else if (how === 'connect') error = (await rejection(Remctl.connect(settings.host, { port: listener.port, principal: settings.principal, timeout: 1 }))).error;
+        else {
+          const child = spawn(settings.host, ['test', 'test'], { port: listener.port, principal: settings.principal, timeout: 1 });
+          child.stdout.resume();
+          error = (await rejection(child.status)).error;
+        }
+        expect(error).toBeInstanceOf(RemctlError);
+        expect(error.message).toBe('error receiving token: timed out');
+        if (how === 'open') {
+          expect(r.opened).toBe(false);
+          expect(r.error()).toBe(error.message);
+        }
+        expect(performance.now() - started).toBeLessThan(4000);
+        // The wait was on our own socket: nothing is left behind once the call has failed.
+        await vi.waitFor(() => expect(listener.open).toBe(0), { timeout: 2000 });
+        expect(await countsSettle(before, 2000), how).toStrictEqual(before);
+      }
+    } finally {
+      await listener.close();
+    }
+  });
+
+  test('an open that gives up on a KDC that never answers rejects at its deadline, error() says why, nothing queued behind it runs, and its thread and descriptors go once libkrb5 lets go', async () => {
+    const ccache = await freshCcache('tgt-only-deadline');
+    await remctl(settings.host, ['test', 'test'], where);
+    const before = await settledCounts();
+    await stopKdc(settings);
+    let blackHole: TestServer | undefined;
+    const marker = `after-deadline-${process.pid}-${Date.now()}`;
+    try {
+      blackHole = await silentServer(settings.kdcPort);
+      const r = new Remctl({ ccache, timeout: 1 });
+      const started = performance.now();
+      const opening = r.open(settings.host, where);
+      const queued = r.run(['test', 'echo', marker]);
+      const { error, ms } = await rejection(opening, started);
+      expect(error).toBeInstanceOf(RemctlError);
+      expect(error.message).toMatch(/^timed out after 1 s opening the connection: no answer from the KDC/);
+      expect(ms).toBeLessThan(3000);
+      expect(r.opened).toBe(false);
+      expect(r.error()).toBe(error.message);
+      await expect(queued).rejects.toThrow(RemctlNotOpenedError);
+      const spawned = spawn(settings.host, ['test', 'echo', marker], { ...where, ccache, timeout: 1 });
+      spawned.stdout.resume();
+      expect((await rejection(spawned.status)).error.message).toMatch(/^timed out after 1 s opening the connection/);
+    } finally {
+      // libkrb5 gives up once the KDC hangs up; then the threads end.
+      await blackHole?.close();
+      await startKdc(settings);
+    }
+    expect(await countsSettle(before, 15_000)).toStrictEqual(before);
+    await sleep(300);
+    expect(readFileSync(settings.remctldLog, 'utf8')).not.toContain(marker);
+  });
+});
 
 describe('remctld goes away', () => {
   test('remctld killed while test big streams: the call rejects with a RemctlError, other connections carry on, and after a restart a new call works', async () => {
