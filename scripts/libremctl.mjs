@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const DEFAULT_INCLUDE_DIRS = ['/usr/include', '/usr/local/include', '/opt/homebrew/include'];
+const DEFAULT_INCLUDE_DIRS = ['/usr/include', '/usr/local/include'];
 
 function pkgConfig(flag) {
   try {
