@@ -21,6 +21,8 @@
 #include <system_error>
 #include <thread>
 
+#include "thread.h"
+
 namespace remctl_node {
 
 namespace {
@@ -230,7 +232,7 @@ class Watchdog {
     links_.insert(link);
     if (running_) return;
     try {
-      std::thread([this] { Run(); }).detach();
+      StartThread("remctl-watch", [this] { Run(); }).detach();
       running_ = true;
     } catch (const std::system_error&) {
       // Without a thread timeouts cannot fire; the calls still work.

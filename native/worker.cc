@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include "thread.h"
+
 namespace remctl_node {
 
 // The thread's last message: joins the thread on the JavaScript thread and
@@ -62,7 +64,7 @@ bool Worker::Start(Napi::Env env) {
   env_ = env;
   try {
     std::shared_ptr<Worker> self = shared_from_this();
-    thread_ = std::thread([self] { self->Run(); });
+    thread_ = StartThread("remctl", [self] { self->Run(); });
   } catch (const std::system_error&) {
     tsfn_.Release();
     return false;
