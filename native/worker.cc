@@ -1,5 +1,6 @@
 #include "worker.h"
 
+#include <cstring>
 #include <utility>
 
 #include "thread.h"
@@ -65,8 +66,11 @@ bool Worker::Start(Napi::Env env) {
   try {
     std::shared_ptr<Worker> self = shared_from_this();
     thread_ = StartThread("remctl", [self] { self->Run(); });
-  } catch (const std::system_error&) {
+  } catch (const std::exception& e) {
     tsfn_.Release();
+    const auto* system = dynamic_cast<const std::system_error*>(&e);
+    start_error_ = std::string("cannot start the connection's thread: ") +
+                   (system != nullptr ? std::strerror(system->code().value()) : e.what());
     return false;
   }
   napi_add_env_cleanup_hook(env, &TeardownHook::Run, this);
@@ -75,23 +79,32 @@ bool Worker::Start(Napi::Env env) {
   return true;
 }
 
-bool Worker::Submit(Napi::Env env, std::unique_ptr<Job> job) {
-  if (!started_ && !Start(env)) return false;
+void Worker::RejectUnstarted(Napi::Env env, Job& job) {
+  job.Reject(env, Napi::Error::New(env, start_error_).Value());
+}
+
+void Worker::Submit(Napi::Env env, std::unique_ptr<Job> job) {
+  if (!started_ && !Start(env)) {
+    RejectUnstarted(env, *job);
+    return;
+  }
   if (job->holds_loop() && loop_holders_++ == 0) tsfn_.Ref(env);
   {
     std::lock_guard<std::mutex> lock(mutex_);
     queue_.push_back(std::move(job));
   }
   wake_.notify_one();
-  return true;
 }
 
-bool Worker::Finish(Napi::Env env, std::unique_ptr<Job> last) {
+void Worker::Finish(Napi::Env env, std::unique_ptr<Job> last) {
   if (last) {
-    if (!started_ && !Start(env)) return false;
+    if (!started_ && !Start(env)) {
+      RejectUnstarted(env, *last);
+      return;
+    }
     if (last->holds_loop() && loop_holders_++ == 0) tsfn_.Ref(env);
   } else if (!started_) {
-    return true;
+    return;
   }
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -99,7 +112,6 @@ bool Worker::Finish(Napi::Env env, std::unique_ptr<Job> last) {
     finishing_ = true;
   }
   wake_.notify_one();
-  return true;
 }
 
 void Worker::Run() {
@@ -139,18 +151,34 @@ void Worker::Post(std::unique_ptr<Job> job) {
   if (tsfn_.NonBlockingCall(posted) != napi_ok) delete posted;
 }
 
-void Worker::CallJs(Napi::Env env, Napi::Function, Worker* worker, Job* job) {
-  if (job == nullptr) return;
-  if (static_cast<napi_env>(env) != nullptr) {
+namespace {
+
+// Settles the job; if that throws, rejects it with what was thrown, so that
+// its promise is never left pending. Nothing may escape: this is called from
+// C, at the top of a turn of the event loop.
+void SettleOrReject(Napi::Env env, Worker& worker, Job& job) {
+  try {
     try {
-      job->Settle(env, *worker);
+      job.Settle(env, worker);
     } catch (const Napi::Error& e) {
-      // Settling only fails when the engine is out of memory or shutting
-      // down; there is no caller left to tell.
+      job.Reject(env, e.Value());
+    } catch (const std::exception& e) {
+      job.Reject(env, Napi::Error::New(env, e.what()).Value());
     }
-    worker->Settled(env, job);
+  } catch (const Napi::Error&) {
+    // Not even the rejection could be made: the engine is out of memory or
+    // shutting down, and there is no caller left to tell.
+  } catch (const std::exception&) {
   }
-  delete job;
+}
+
+}  // namespace
+
+void Worker::CallJs(Napi::Env env, Napi::Function, Worker* worker, Job* job) {
+  std::unique_ptr<Job> owned(job);
+  if (job == nullptr || static_cast<napi_env>(env) == nullptr) return;
+  SettleOrReject(env, *worker, *job);
+  worker->Settled(env, job);
 }
 
 void Worker::Settled(Napi::Env env, Job* job) {

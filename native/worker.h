@@ -32,6 +32,9 @@ class Job {
   virtual void Settle(Napi::Env env, Worker& worker) = 0;
   // Execute threw: the job must settle as a failure with this text.
   virtual void Failed(const std::string& message) = 0;
+  // JavaScript thread: the job cannot settle as it should (Settle threw, or
+  // it never ran because no thread could be started); it fails with error.
+  virtual void Reject(Napi::Env env, Napi::Value error) {}
   // A job that keeps the event loop alive until it is settled.
   virtual bool holds_loop() const { return true; }
   // The environment is going away: settle with nothing, only to free what
@@ -39,16 +42,31 @@ class Job {
   virtual void Abandon(Napi::Env env) {}
 };
 
-// A job whose result settles a Promise.
+// A job whose result settles a Promise, once: N-API frees the deferred when
+// it is first settled, whether or not that succeeded, so any later attempt
+// is ignored.
 class PromiseJob : public Job {
  public:
   explicit PromiseJob(Napi::Env env)
       : deferred_(Napi::Promise::Deferred::New(env)) {}
   Napi::Promise promise() const { return deferred_.Promise(); }
-  void Abandon(Napi::Env env) override { deferred_.Reject(env.Undefined()); }
+  void Reject(Napi::Env env, Napi::Value error) override {
+    if (settled_) return;
+    settled_ = true;
+    deferred_.Reject(error);
+  }
+  void Abandon(Napi::Env env) override { Reject(env, env.Undefined()); }
 
  protected:
+  void Resolve(Napi::Value value) {
+    if (settled_) return;
+    settled_ = true;
+    deferred_.Resolve(value);
+  }
+
+ private:
   Napi::Promise::Deferred deferred_;
+  bool settled_ = false;
 };
 
 class Worker : public std::enable_shared_from_this<Worker> {
@@ -56,12 +74,13 @@ class Worker : public std::enable_shared_from_this<Worker> {
   Worker() : connection_(std::make_shared<Connection>()) {}
   ~Worker();
 
-  // JavaScript thread. Queues a job, starting the thread on first use.
-  // Returns false (and drops the job) if the thread could not be started.
-  bool Submit(Napi::Env env, std::unique_ptr<Job> job);
+  // JavaScript thread. Queues a job, starting the thread on first use; if
+  // the thread cannot be started, rejects the job with the reason instead.
+  void Submit(Napi::Env env, std::unique_ptr<Job> job);
   // JavaScript thread or a finalizer. Queues a last job (which may be null)
-  // after which the thread ends. False if no thread could be started.
-  bool Finish(Napi::Env env, std::unique_ptr<Job> last);
+  // after which the thread ends; rejects it as Submit does. A null job never
+  // starts a thread, so a finalizer never needs one.
+  void Finish(Napi::Env env, std::unique_ptr<Job> last);
   // Any thread: interrupts what the connection is waiting on.
   void Cancel() { connection_->Cancel(); }
 
@@ -77,6 +96,7 @@ class Worker : public std::enable_shared_from_this<Worker> {
   static void CallJs(Napi::Env env, Napi::Function, Worker* worker, Job* job);
   static void OnEnvironmentTeardown(Worker* worker);
   bool Start(Napi::Env env);
+  void RejectUnstarted(Napi::Env env, Job& job);
   void Run();
   void Post(std::unique_ptr<Job> job);
   void Settled(Napi::Env env, Job* job);
@@ -92,6 +112,7 @@ class Worker : public std::enable_shared_from_this<Worker> {
   std::thread thread_;
   Tsfn tsfn_;
   bool started_ = false;
+  std::string start_error_;  // why the thread could not be started
   size_t loop_holders_ = 0;  // JavaScript thread only
   napi_env env_ = nullptr;
   bool hook_registered_ = false;
