@@ -14,6 +14,7 @@
 #include <string>
 #include <system_error>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "connection.h"
@@ -69,6 +70,29 @@ class PromiseJob : public Job {
   bool settled_ = false;
 };
 
+// The workers of one environment whose thread was started, and the one
+// cleanup hook that ends them all when the environment exits: it cancels
+// every connection before it joins any thread, so the connections wind down
+// together. The addon's instance data; JavaScript thread only.
+class Workers {
+ public:
+  explicit Workers(napi_env env) : env_(env) {}
+  Workers(const Workers&) = delete;
+  Workers& operator=(const Workers&) = delete;
+
+  // A worker whose thread was just started, with its thread-safe function.
+  void Add(std::shared_ptr<Worker> worker);
+  // A worker whose thread has ended and been joined.
+  void Remove(Worker* worker) { live_.erase(worker); }
+
+ private:
+  static void Teardown(void* arg);
+
+  napi_env env_;
+  std::unordered_map<Worker*, std::shared_ptr<Worker>> live_;
+  bool hooked_ = false;
+};
+
 class Worker : public std::enable_shared_from_this<Worker> {
  public:
   Worker() : connection_(std::make_shared<Connection>()) {}
@@ -94,13 +118,16 @@ class Worker : public std::enable_shared_from_this<Worker> {
 
  private:
   static void CallJs(Napi::Env env, Napi::Function, Worker* worker, Job* job);
-  static void OnEnvironmentTeardown(Worker* worker);
   bool Start(Napi::Env env);
   void RejectUnstarted(Napi::Env env, Job& job);
   void Run();
   void Post(std::unique_ptr<Job> job);
   void Settled(Napi::Env env, Job* job);
   void Ended(Napi::Env env);
+  // The environment's teardown, in three steps over all its workers.
+  void Interrupt();
+  void Join();
+  void AbandonUndelivered(Napi::Env env);
 
   using Tsfn = Napi::TypedThreadSafeFunction<Worker, Job, &Worker::CallJs>;
 
@@ -114,16 +141,16 @@ class Worker : public std::enable_shared_from_this<Worker> {
   bool started_ = false;
   std::string start_error_;  // why the thread could not be started
   size_t loop_holders_ = 0;  // JavaScript thread only
-  napi_env env_ = nullptr;
-  bool hook_registered_ = false;
-  // Set by the teardown hook: the thread keeps its results here instead of
-  // posting them, and the hook settles them once the thread has ended, while
-  // the environment can still free their promises.
+  Workers* workers_ = nullptr;  // while the thread runs
+  // Set by the teardown: the thread keeps its results here instead of
+  // posting them, and the teardown settles them once the thread has ended,
+  // while the environment can still free their promises. Jobs still queued
+  // go here too, never run.
   bool tearing_down_ = false;  // under mutex_
   std::vector<std::unique_ptr<Job>> undelivered_;  // under mutex_
 
   friend class EndedJob;
-  friend class TeardownHook;
+  friend class Workers;
 };
 
 }  // namespace remctl_node
