@@ -1,5 +1,6 @@
-// The remctl addon: a native object per `struct remctl`. Each worker registers its own environment cleanup hook, so nothing
-// is left running when the environment exits.
+// The remctl addon: a native object per `struct remctl`. Each environment's
+// instance data is its Workers, whose one cleanup hook ends every connection
+// thread still running when the environment exits.
 #include <napi.h>
 
 #include "handle.h"
@@ -7,6 +8,9 @@
 namespace remctl_node {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  // Each load of the addon has a napi_env of its own, freed (with this)
+  // only after every cleanup hook of the environment has run.
+  env.SetInstanceData(new Workers(env));
   exports.Set("RemctlHandle", RemctlHandle::Define(env));
   exports.Set("canonicalName", Napi::Function::New<CanonicalName>(env, "canonicalName"));
   return exports;

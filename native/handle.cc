@@ -18,14 +18,10 @@ constexpr const char* kNoError = "no error";
 // Operations that succeed or fail resolve to undefined, or to the error text
 // (also kept for remctl_error). Resolving with the text itself means a caller
 // never reads an error that a later operation already replaced.
-void SettleStatus(Napi::Env env, Worker& worker,
-                  Napi::Promise::Deferred& deferred, const Status& status) {
+Napi::Value StatusValue(Napi::Env env, Worker& worker, const Status& status) {
   worker.last_error = status.ok ? kNoError : status.message;
-  if (status.ok) {
-    deferred.Resolve(env.Undefined());
-  } else {
-    deferred.Resolve(Napi::String::New(env, status.message));
-  }
+  if (status.ok) return env.Undefined();
+  return Napi::String::New(env, status.message);
 }
 
 // open, command and noop: resolve to undefined, or to the error text (which
@@ -40,7 +36,7 @@ class StatusJob : public PromiseJob {
   }
   void Failed(const std::string& message) override { status_ = {false, message}; }
   void Settle(Napi::Env env, Worker& worker) override {
-    SettleStatus(env, worker, deferred_, status_);
+    Resolve(StatusValue(env, worker, status_));
   }
 
  private:
@@ -77,11 +73,11 @@ class OutputJob : public PromiseJob {
   }
   void Settle(Napi::Env env, Worker& worker) override {
     if (!result_.status.ok) {
-      SettleStatus(env, worker, deferred_, result_.status);
+      Resolve(StatusValue(env, worker, result_.status));
       return;
     }
     worker.last_error = kNoError;
-    deferred_.Resolve(ToTokenObject(env, std::move(result_.token)));
+    Resolve(ToTokenObject(env, std::move(result_.token)));
   }
 
  private:
@@ -137,7 +133,7 @@ class OutputBatchJob : public PromiseJob {
       tokens.Set(i, ToTokenObject(env, std::move(batch_.tokens[i])));
     }
     if (!batch_.status.ok) tokens.Set(count, Napi::String::New(env, batch_.status.message));
-    deferred_.Resolve(tokens);
+    Resolve(tokens);
   }
 
  private:
@@ -170,7 +166,7 @@ class RunJob : public PromiseJob {
   }
   void Settle(Napi::Env env, Worker& worker) override {
     worker.last_error = result_.status.ok ? kNoError : result_.status.message;
-    deferred_.Resolve(ToRunArray(env, std::move(result_)));
+    Resolve(ToRunArray(env, std::move(result_)));
   }
 
  private:
@@ -188,7 +184,7 @@ class CloseJob : public PromiseJob {
   void Failed(const std::string&) override {}
   void Settle(Napi::Env env, Worker& worker) override {
     worker.last_error = kNoError;
-    deferred_.Resolve(env.Undefined());
+    Resolve(env.Undefined());
   }
 };
 
@@ -196,14 +192,6 @@ size_t ToMaxOutput(const Napi::Value& value) {
   if (!value.IsNumber()) return 0;
   double max = value.As<Napi::Number>().DoubleValue();
   return max > 0 ? static_cast<size_t>(std::min(max, 9e15)) : 0;
-}
-
-// For a job that could not be queued because no thread could be started.
-Napi::Value Rejected(Napi::Env env) {
-  Napi::Promise::Deferred deferred = Napi::Promise::Deferred::New(env);
-  deferred.Reject(
-      Napi::Error::New(env, "cannot start the connection's thread").Value());
-  return deferred.Promise();
 }
 
 }  // namespace
@@ -252,7 +240,7 @@ void RemctlHandle::CheckOpen(Napi::Env env) const {
 
 Napi::Value RemctlHandle::Submit(Napi::Env env, std::unique_ptr<PromiseJob> job) {
   Napi::Promise promise = job->promise();
-  if (!worker_->Submit(env, std::move(job))) return Rejected(env);
+  worker_->Submit(env, std::move(job));
   return promise;
 }
 
@@ -316,7 +304,7 @@ Napi::Value RemctlHandle::Close(const Napi::CallbackInfo& info) {
   closed_ = true;
   auto job = std::make_unique<CloseJob>(env);
   Napi::Promise promise = job->promise();
-  if (!worker_->Finish(env, std::move(job))) return Rejected(env);
+  worker_->Finish(env, std::move(job));
   return promise;
 }
 
@@ -417,7 +405,7 @@ Napi::Value RemctlHandle::RunOnce(const Napi::CallbackInfo& info) {
   Napi::Promise promise = job->promise();
   // The thread ends with this job: a one-shot call holds it no longer.
   closed_ = true;
-  if (!worker_->Finish(env, std::move(job))) return Rejected(env);
+  worker_->Finish(env, std::move(job));
   return promise;
 }
 

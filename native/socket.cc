@@ -21,6 +21,8 @@
 #include <system_error>
 #include <thread>
 
+#include "thread.h"
+
 namespace remctl_node {
 
 namespace {
@@ -231,7 +233,7 @@ class Watchdog {
     links_.insert(link);
     if (running_) return;
     try {
-      std::thread([this] { Run(); }).detach();
+      StartThread("remctl-watch", [this] { Run(); }).detach();
       running_ = true;
     } catch (const std::system_error&) {
       // Without a thread timeouts cannot fire; the calls still work.
@@ -289,13 +291,22 @@ Link::~Link() {
 }
 
 void Link::BeginOperation(long timeout) {
-  started_ms_.store(NowMs());
-  timeout_ms_.store(timeout > 0 ? timeout * 1000 : 0);
-  busy_.store(true);
+  {
+    std::lock_guard<std::mutex> lock(operation_mutex_);
+    started_ms_ = NowMs();
+    timeout_ms_ = timeout > 0 ? timeout * 1000 : 0;
+    busy_ = true;
+  }
+  // Not under operation_mutex_: the watchdog takes its own lock first.
   if (timeout > 0 && !watched_) {
     watched_ = true;
     Watchdog::Instance().Add(this);
   }
+}
+
+void Link::EndOperation() {
+  std::lock_guard<std::mutex> lock(operation_mutex_);
+  busy_ = false;
 }
 
 size_t Link::Unread() const {
@@ -328,9 +339,10 @@ bool Link::PeerClosed() const {
 }
 
 void Link::CheckTimeout(int64_t now_ms) {
-  const long timeout = timeout_ms_.load();
-  if (!busy_.load() || timeout <= 0 || timed_out_.load()) return;
-  int64_t idle = now_ms - started_ms_.load();
+  std::lock_guard<std::mutex> lock(operation_mutex_);
+  const long timeout = timeout_ms_;
+  if (!busy_ || timeout <= 0 || timed_out_.load()) return;
+  int64_t idle = now_ms - started_ms_;
   // The kernel knows when the server last sent data or acknowledged ours:
   // that is the activity an inactivity timeout is about.
   tcp_info info{};

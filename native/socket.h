@@ -12,6 +12,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -81,9 +82,11 @@ class Link {
 
   // Bracket every blocking libremctl call. While one is in progress, timeout
   // seconds without the server sending data or acknowledging ours end the
-  // connection (a process-wide watchdog checks every 100 ms).
+  // connection (a process-wide watchdog checks every 100 ms). Once
+  // EndOperation has returned, the watchdog cannot end the connection for
+  // the operation that ended.
   void BeginOperation(long timeout);
-  void EndOperation() { busy_.store(false); }
+  void EndOperation();
 
   // After reading a token that more will follow: stock remctld leaves Nagle
   // on, so its next token waits for our ACK of this one, which Linux would
@@ -114,11 +117,14 @@ class Link {
   explicit Link(Fd socket) : socket_(std::move(socket)) {}
 
   Fd socket_;
-  std::atomic<bool> busy_{false};
+  // Held by the watchdog from its decision to its shutdown, so that an
+  // operation cannot end (or the next begin) in between.
+  std::mutex operation_mutex_;
+  bool busy_ = false;          // under operation_mutex_
+  int64_t started_ms_ = 0;     // under operation_mutex_
+  long timeout_ms_ = 0;        // under operation_mutex_
   std::atomic<bool> timed_out_{false};
   std::atomic<bool> shut_down_{false};
-  std::atomic<int64_t> started_ms_{0};
-  std::atomic<long> timeout_ms_{0};
   bool watched_ = false;  // worker thread only
 };
 

@@ -1,6 +1,9 @@
 #include "worker.h"
 
+#include <cstring>
 #include <utility>
+
+#include "thread.h"
 
 namespace remctl_node {
 
@@ -19,39 +22,38 @@ class EndedJob : public Job {
   std::shared_ptr<Worker> worker_;
 };
 
-// Runs when the environment shuts down (process exit, a worker_thread
-// terminated) with the thread still running. Registered after the
-// thread-safe function, it runs before that is torn down, so the thread can
-// still post and release it while we wait for it.
-class TeardownHook {
- public:
-  static void Run(void* arg) {
-    Worker* worker = static_cast<Worker*>(arg);
-    std::shared_ptr<Worker> keep = worker->shared_from_this();
-    worker->hook_registered_ = false;
-    worker->Cancel();
-    {
-      std::lock_guard<std::mutex> lock(worker->mutex_);
-      worker->finishing_ = true;
-      worker->tearing_down_ = true;
-    }
-    worker->wake_.notify_one();
-    if (worker->thread_.joinable()) worker->thread_.join();
-    Napi::Env env(worker->env_);
+void Workers::Add(std::shared_ptr<Worker> worker) {
+  Worker* key = worker.get();
+  live_.emplace(key, std::move(worker));
+  // Cleanup hooks run last registered first, and each thread-safe function
+  // has one that tears it down. Registered again after the newest, ours
+  // runs before all of them, so the threads can still post and release
+  // theirs while we wait for them.
+  if (hooked_) napi_remove_env_cleanup_hook(env_, &Workers::Teardown, this);
+  napi_add_env_cleanup_hook(env_, &Workers::Teardown, this);
+  hooked_ = true;
+}
+
+// The environment shuts down (process exit, a worker_thread terminated) with
+// threads still running.
+void Workers::Teardown(void* arg) {
+  Workers* workers = static_cast<Workers*>(arg);
+  workers->hooked_ = false;
+  std::unordered_map<Worker*, std::shared_ptr<Worker>> live;
+  live.swap(workers->live_);
+  for (auto& entry : live) entry.second->Interrupt();
+  for (auto& entry : live) entry.second->Join();
+  try {
+    Napi::Env env(workers->env_);
     Napi::HandleScope scope(env);
-    for (std::unique_ptr<Job>& job : worker->undelivered_) {
-      try {
-        job->Abandon(env);
-      } catch (const Napi::Error&) {
-        // A terminating environment may refuse; the promise is freed anyway.
-      }
-    }
-    worker->undelivered_.clear();
+    for (auto& entry : live) entry.second->AbandonUndelivered(env);
+  } catch (const Napi::Error&) {
+    // A terminating environment may refuse; the promises are freed anyway.
   }
-};
+}
 
 Worker::~Worker() {
-  // Only reached after the thread ended (EndedJob or TeardownHook joined
+  // Only reached after the thread ended (EndedJob or the teardown joined
   // it); detaching is a guard against ever terminating the process.
   if (thread_.joinable()) thread_.detach();
 }
@@ -59,37 +61,48 @@ Worker::~Worker() {
 bool Worker::Start(Napi::Env env) {
   tsfn_ = Tsfn::New(env, "remctl", 0, 1, this);
   tsfn_.Unref(env);
-  env_ = env;
   try {
     std::shared_ptr<Worker> self = shared_from_this();
-    thread_ = std::thread([self] { self->Run(); });
-  } catch (const std::system_error&) {
+    thread_ = StartThread("remctl", [self] { self->Run(); });
+  } catch (const std::exception& e) {
     tsfn_.Release();
+    const auto* system = dynamic_cast<const std::system_error*>(&e);
+    start_error_ = std::string("cannot start the connection's thread: ") +
+                   (system != nullptr ? std::strerror(system->code().value()) : e.what());
     return false;
   }
-  napi_add_env_cleanup_hook(env, &TeardownHook::Run, this);
-  hook_registered_ = true;
+  workers_ = env.GetInstanceData<Workers>();
+  workers_->Add(shared_from_this());
   started_ = true;
   return true;
 }
 
-bool Worker::Submit(Napi::Env env, std::unique_ptr<Job> job) {
-  if (!started_ && !Start(env)) return false;
+void Worker::RejectUnstarted(Napi::Env env, Job& job) {
+  job.Reject(env, Napi::Error::New(env, start_error_).Value());
+}
+
+void Worker::Submit(Napi::Env env, std::unique_ptr<Job> job) {
+  if (!started_ && !Start(env)) {
+    RejectUnstarted(env, *job);
+    return;
+  }
   if (job->holds_loop() && loop_holders_++ == 0) tsfn_.Ref(env);
   {
     std::lock_guard<std::mutex> lock(mutex_);
     queue_.push_back(std::move(job));
   }
   wake_.notify_one();
-  return true;
 }
 
-bool Worker::Finish(Napi::Env env, std::unique_ptr<Job> last) {
+void Worker::Finish(Napi::Env env, std::unique_ptr<Job> last) {
   if (last) {
-    if (!started_ && !Start(env)) return false;
+    if (!started_ && !Start(env)) {
+      RejectUnstarted(env, *last);
+      return;
+    }
     if (last->holds_loop() && loop_holders_++ == 0) tsfn_.Ref(env);
   } else if (!started_) {
-    return true;
+    return;
   }
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -97,7 +110,6 @@ bool Worker::Finish(Napi::Env env, std::unique_ptr<Job> last) {
     finishing_ = true;
   }
   wake_.notify_one();
-  return true;
 }
 
 void Worker::Run() {
@@ -137,18 +149,34 @@ void Worker::Post(std::unique_ptr<Job> job) {
   if (tsfn_.NonBlockingCall(posted) != napi_ok) delete posted;
 }
 
-void Worker::CallJs(Napi::Env env, Napi::Function, Worker* worker, Job* job) {
-  if (job == nullptr) return;
-  if (static_cast<napi_env>(env) != nullptr) {
+namespace {
+
+// Settles the job; if that throws, rejects it with what was thrown, so that
+// its promise is never left pending. Nothing may escape: this is called from
+// C, at the top of a turn of the event loop.
+void SettleOrReject(Napi::Env env, Worker& worker, Job& job) {
+  try {
     try {
-      job->Settle(env, *worker);
+      job.Settle(env, worker);
     } catch (const Napi::Error& e) {
-      // Settling only fails when the engine is out of memory or shutting
-      // down; there is no caller left to tell.
+      job.Reject(env, e.Value());
+    } catch (const std::exception& e) {
+      job.Reject(env, Napi::Error::New(env, e.what()).Value());
     }
-    worker->Settled(env, job);
+  } catch (const Napi::Error&) {
+    // Not even the rejection could be made: the engine is out of memory or
+    // shutting down, and there is no caller left to tell.
+  } catch (const std::exception&) {
   }
-  delete job;
+}
+
+}  // namespace
+
+void Worker::CallJs(Napi::Env env, Napi::Function, Worker* worker, Job* job) {
+  std::unique_ptr<Job> owned(job);
+  if (job == nullptr || static_cast<napi_env>(env) == nullptr) return;
+  SettleOrReject(env, *worker, *job);
+  worker->Settled(env, job);
 }
 
 void Worker::Settled(Napi::Env env, Job* job) {
@@ -156,11 +184,42 @@ void Worker::Settled(Napi::Env env, Job* job) {
 }
 
 void Worker::Ended(Napi::Env env) {
-  if (hook_registered_) {
-    napi_remove_env_cleanup_hook(env, &TeardownHook::Run, this);
-    hook_registered_ = false;
-  }
+  if (workers_ != nullptr) workers_->Remove(this);
+  workers_ = nullptr;
   if (thread_.joinable()) thread_.join();
+}
+
+void Worker::Interrupt() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    finishing_ = true;
+    tearing_down_ = true;
+    // What is still queued never runs: a call after the cancel would only
+    // wait again, on a connection nobody is left to cancel.
+    for (std::unique_ptr<Job>& job : queue_) undelivered_.push_back(std::move(job));
+    queue_.clear();
+  }
+  wake_.notify_one();
+  Cancel();
+}
+
+void Worker::Join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void Worker::AbandonUndelivered(Napi::Env env) {
+  std::vector<std::unique_ptr<Job>> jobs;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    jobs.swap(undelivered_);
+  }
+  for (std::unique_ptr<Job>& job : jobs) {
+    try {
+      job->Abandon(env);
+    } catch (const Napi::Error&) {
+      // A terminating environment may refuse; the promise is freed anyway.
+    }
+  }
 }
 
 }  // namespace remctl_node

@@ -1,0 +1,190 @@
+// The native engine under conditions a normal call never meets: the signals its threads take,
+// a promise whose settlement throws, a thread that cannot be started, and an environment that
+// ends with calls in flight and calls queued behind them.
+
+import { spawn as spawnProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterEach, describe, expect, test } from 'vitest';
+import { Remctl, _remctl } from '../dist/index.js';
+import { scriptedServer, type TestServer } from './fault-servers.js';
+import { realm } from './realm-context.mjs';
+import { freePort } from './realm-control.mjs';
+import { remctlThreads, unblockedSignals } from './thread-masks.mjs';
+
+const SYNC_WATCHDOG = fileURLToPath(new URL('./fixtures/sync-watchdog.mjs', import.meta.url));
+const NO_THREADS = fileURLToPath(new URL('./fixtures/no-threads.mjs', import.meta.url));
+const TEARDOWN_QUEUED = fileURLToPath(new URL('./fixtures/teardown-queued.mjs', import.meta.url));
+
+const settings = realm();
+const where = { port: settings.port, principal: settings.principal };
+
+const connections = new Set<Remctl>();
+afterEach(async () => {
+  await Promise.allSettled([...connections].map((connection) => connection.close()));
+  connections.clear();
+});
+
+async function connect(options: { timeout?: number } = {}): Promise<Remctl> {
+  const connection = await Remctl.connect(settings.host, { ...where, ...options });
+  connections.add(connection);
+  return connection;
+}
+
+interface NodeRun {
+  code: number | null;
+  signal: string | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a program (node by default) with the realm in its environment, killed after 20 s. */
+function runNode(args: string[], { program = process.execPath }: { program?: string } = {}) {
+  return new Promise<NodeRun>((resolve, reject) => {
+    const child = spawnProcess(program, args, {
+      env: { ...process.env, ...settings.env, REMCTL_TEST_REALM: JSON.stringify(settings) },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+    child.once('error', reject);
+    child.once('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
+}
+
+describe('the threads the addon starts', () => {
+  test('every connection thread and the timeout watchdog block every signal, and the JavaScript thread keeps its own mask', async () => {
+    const mainBefore = unblockedSignals(process.pid);
+    await Promise.all([connect({ timeout: 30 }), connect({ timeout: 30 }), connect({ timeout: 30 })]);
+    const threads = remctlThreads();
+    expect(threads.filter((thread) => thread.name === 'remctl').length).toBeGreaterThanOrEqual(3);
+    expect(threads.filter((thread) => thread.name === 'remctl-watch').length).toBeGreaterThanOrEqual(1);
+    // SIGINT, SIGTERM, SIGUSR1, SIGPIPE, SIGCHLD and SIGALRM among them: no thread of ours
+    // leaves any standard signal unblocked.
+    expect(threads.map(({ name, unblocked }) => ({ name, unblocked }))).toStrictEqual(
+      threads.map(({ name }) => ({ name, unblocked: [] })),
+    );
+    expect(unblockedSignals(process.pid)).toStrictEqual(mainBefore);
+  });
+
+  test('the timeout watchdog started by a synchronous call on the JavaScript thread blocks every signal too', async () => {
+    const result = await runNode([SYNC_WATCHDOG]);
+    expect({ code: result.code, signal: result.signal, stderr: result.stderr }).toStrictEqual({ code: 0, signal: null, stderr: '' });
+    const report = JSON.parse(result.stdout);
+    expect(report.status).toBe(0);
+    expect(report.watchdogs).toHaveLength(1);
+    expect(report.watchdogs[0].unblocked).toStrictEqual([]);
+    // Node's main thread blocks nothing; the call must leave it so.
+    expect(report.mainAfter).toStrictEqual(report.mainBefore);
+    expect(report.mainBefore.length).toBeGreaterThan(0);
+  });
+});
+
+describe('a promise whose settlement fails', () => {
+  test('a call whose result cannot be handed to JavaScript rejects with the error that settling raised, instead of staying pending', async () => {
+    // The native side builds a run's result as an array of 8 and sets its elements: a setter on
+    // Array.prototype that throws makes exactly that step fail, as running out of memory would.
+    const failure = new Error('settling failed on purpose');
+    let armed = true;
+    Object.defineProperty(Array.prototype, '0', {
+      configurable: true,
+      set(this: unknown[], value: unknown) {
+        if (armed && this.length === 8) throw failure;
+        Object.defineProperty(this, '0', { value, writable: true, enumerable: true, configurable: true });
+      },
+    });
+    try {
+      const call = _remctl.remctl(settings.host, settings.port, settings.principal, ['test', 'test']);
+      const outcome = await Promise.race([
+        call.then(
+          () => 'resolved',
+          (error: unknown) => error,
+        ),
+        sleep(10_000).then(() => 'still pending after 10 s'),
+      ]);
+      expect(outcome).toBe(failure);
+    } finally {
+      armed = false;
+      delete (Array.prototype as unknown as Record<string, unknown>)['0'];
+    }
+    // The same call, settled normally, works as before.
+    const result = await _remctl.remctl(settings.host, settings.port, settings.principal, ['test', 'test']);
+    expect(result.stdout.toString()).toBe('hello world\n');
+  });
+});
+
+describe('a thread that cannot be started', () => {
+  test('with no thread to be had (RLIMIT_NPROC), every call that needs one rejects with the reason, and dropped handles are finalized without one', async () => {
+    const port = await freePort();
+    // root is exempt from RLIMIT_NPROC: the fixture runs as nobody then.
+    const run =
+      process.getuid?.() === 0
+        ? await runNode(['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, NO_THREADS, String(port)], {
+            program: 'setpriv',
+          })
+        : await runNode([NO_THREADS, String(port)]);
+    expect({ code: run.code, signal: run.signal, stderr: run.stderr }).toStrictEqual({ code: 0, signal: null, stderr: '' });
+    const reason = "cannot start the connection's thread: Resource temporarily unavailable";
+    const rejected = { rejected: `Error: ${reason}` };
+    const results = JSON.parse(run.stdout);
+    expect(results.open).toStrictEqual(rejected);
+    expect(results.openAgain).toStrictEqual(rejected);
+    expect(results.close).toStrictEqual(rejected);
+    expect(results.oneShot).toStrictEqual(rejected);
+    expect(results.simple.rejected).toContain(reason);
+    expect(results.connect.rejected).toContain(reason);
+  });
+});
+
+describe('an environment that ends with calls in flight', () => {
+  let blocked: TestServer | undefined;
+  let queued: TestServer | undefined;
+  afterEach(async () => {
+    await Promise.all([blocked?.close(), queued?.close()]);
+  });
+
+  test('a worker_thread with 4 connections each blocked in an open, each with another open queued behind it, terminates promptly, the queued opens never run, and another worker_thread is unaffected', async () => {
+    let spoke = 0;
+    blocked = await scriptedServer((socket) => socket.once('data', () => spoke++));
+    queued = await scriptedServer(() => {});
+    const child = spawnProcess(process.execPath, [TEARDOWN_QUEUED, String(blocked.port), String(queued.port)], {
+      env: { ...process.env, ...settings.env, REMCTL_TEST_REALM: JSON.stringify(settings) },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    const killer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) =>
+      child.once('close', (code, signal) => resolve({ code, signal })),
+    );
+    const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+    try {
+      expect((await lines.next()).value).toBe('blocked');
+      // Every open has sent its first token and waits for the reply that never comes.
+      const deadline = Date.now() + 10_000;
+      while (spoke < 4 && Date.now() < deadline) await sleep(20);
+      expect(spoke).toBe(4);
+      child.stdin.write('go\n');
+      const report = JSON.parse((await lines.next()).value ?? 'null');
+      expect(await exited).toStrictEqual({ code: 0, signal: null });
+      expect(stderr).toBe('');
+      expect(report.exitCode).toBe(1);
+      // One cancel ends each wait; nothing waits on a server.
+      expect(report.terminateMs).toBeLessThan(2000);
+      expect(queued.accepted).toBe(0);
+      expect(blocked.accepted).toBe(4);
+      expect(report.stdout).toBe('hello world\n');
+      expect(report.liveExitCode).toBe(1);
+    } finally {
+      clearTimeout(killer);
+      child.kill('SIGKILL');
+    }
+  });
+});
