@@ -123,13 +123,8 @@ describe('a promise whose settlement fails', () => {
 describe('a thread that cannot be started', () => {
   test('with no thread to be had (RLIMIT_NPROC), every call that needs one rejects with the reason, and dropped handles are finalized without one', async () => {
     const port = await freePort();
-    // root is exempt from RLIMIT_NPROC: the fixture runs as nobody then.
-    const run =
-      process.getuid?.() === 0
-        ? await runNode(['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, NO_THREADS, String(port)], {
-            program: 'setpriv',
-          })
-        : await runNode([NO_THREADS, String(port)]);
+    // root is exempt from RLIMIT_NPROC: the fixture makes itself nobody first.
+    const run = await runNode([NO_THREADS, String(port)]);
     expect({ code: run.code, signal: run.signal, stderr: run.stderr }).toStrictEqual({ code: 0, signal: null, stderr: '' });
     const reason = "cannot start the connection's thread: Resource temporarily unavailable";
     const rejected = { rejected: `Error: ${reason}` };
