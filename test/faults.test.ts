@@ -8,7 +8,7 @@
 
 import { spawn as spawnProcess } from 'node:child_process';
 import { closeSync, fstatSync, openSync } from 'node:fs';
-import { counts, countsSettle, settledCounts } from './metrics.mjs';
+import { countsSettle, settledCounts } from './metrics.mjs';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
@@ -150,8 +150,7 @@ describe('the KDC is down', () => {
   test('with a KDC that accepts and never answers, aborting the open rejects at once and its thread ends once libkrb5 gives up', async () => {
     const ccache = await freshCcache('tgt-only-blackhole');
     await remctl(settings.host, ['test', 'test'], where);
-    await sleep(100);
-    const before = counts();
+    const before = await settledCounts();
     await stopKdc(settings);
     let blackHole: TestServer | undefined;
     try {
@@ -389,8 +388,7 @@ describe('servers that say nothing', () => {
 
   test('without a timeout, aborting the open rejects at once with the reason and lets go of the socket and thread', async () => {
     await remctl(settings.host, ['test', 'test'], where);
-    await sleep(100);
-    const before = counts();
+    const before = await settledCounts();
     const server = await silentServer();
     try {
       const controller = new AbortController();
