@@ -2,7 +2,7 @@
 // and threads, sampled after a full garbage collection, and whether they level off: the slope
 // of a least-squares line through the second half of the samples.
 
-import { readdirSync } from 'node:fs';
+import { readdirSync, readlinkSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { getHeapStatistics, setFlagsFromString } from 'node:v8';
@@ -24,6 +24,46 @@ export const fdCount = () => readdirSync('/proc/self/fd').length;
 
 /** @returns {{ threads: number, fds: number }} */
 export const counts = () => ({ threads: threadCount(), fds: fdCount() });
+
+/**
+ * The sockets this process holds, by inode: each connection's are its own, so that whether one
+ * connection's sockets were closed can be told whatever other connections come and go.
+ * @returns {Set<string>}
+ */
+export function socketInodes() {
+  const inodes = new Set();
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      const match = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/self/fd/${fd}`));
+      if (match) inodes.add(match[1]);
+    } catch {
+      // Closed meanwhile, as the descriptor readdir itself used.
+    }
+  }
+  return inodes;
+}
+
+/**
+ * The sockets opened since `before` was taken with socketInodes().
+ * @param {Set<string>} before
+ */
+export function socketsSince(before) {
+  return [...socketInodes()].filter((inode) => !before.has(inode));
+}
+
+/**
+ * Waits up to timeoutMs for all of these sockets to be closed; returns those still open.
+ * @param {string[]} sockets
+ */
+export async function socketsClosed(sockets, timeoutMs = 3000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const open = socketInodes();
+    const left = sockets.filter((inode) => open.has(inode));
+    if (left.length === 0 || Date.now() >= deadline) return left;
+    await sleep(20);
+  }
+}
 
 /**
  * Starts libuv's threadpool, if nothing has yet. libuv starts all of its threads (4 by default)
