@@ -75,8 +75,23 @@ function checkAddress(value: unknown, name: string): SocketAddress {
   return { address, port: checkedPort };
 }
 
-async function opened(r: NativeHandle, target: NativeTarget): Promise<boolean> {
-  return (await r.open(target)) === undefined;
+// Nothing here may hold the handle while its call waits: an async function's
+// suspended frame would, and a handle dropped with a call in flight could then
+// never be collected and closed by its finalizer. So the calls below chain on
+// the native promise with callbacks that do not refer to the handle.
+const succeeded = (failure: string | undefined): boolean => failure === undefined;
+
+function opened(r: NativeHandle, target: NativeTarget): Promise<boolean> {
+  return r.open(target).then(succeeded);
+}
+
+/** Runs the checks of an async C call: what they throw becomes the Promise's rejection. */
+function checked<T>(call: () => Promise<T>): Promise<T> {
+  try {
+    return call();
+  } catch (error) {
+    return Promise.reject(error);
+  }
 }
 
 /**
@@ -170,30 +185,33 @@ export function remctl_set_timeout(r: RemctlHandle, timeout: number): boolean {
 }
 
 /** Sends a command of strings, as the C function's NUL-terminated strings. */
-export async function remctl_command(r: RemctlHandle, command: Iterable<string> & object): Promise<boolean> {
-  const h = handle(r);
-  const args = checkCommand(command);
-  args.forEach((part, i) => {
-    if (typeof part !== 'string') throw new TypeError(`command[${i}] must be a string; use remctl_commandv for binary arguments`);
-    if (part.includes('\0')) throw new TypeError(`command[${i}] must not contain a NUL byte; use remctl_commandv for binary arguments`);
+export function remctl_command(r: RemctlHandle, command: Iterable<string> & object): Promise<boolean> {
+  return checked(() => {
+    const h = handle(r);
+    const args = checkCommand(command);
+    args.forEach((part, i) => {
+      if (typeof part !== 'string') throw new TypeError(`command[${i}] must be a string; use remctl_commandv for binary arguments`);
+      if (part.includes('\0')) throw new TypeError(`command[${i}] must not contain a NUL byte; use remctl_commandv for binary arguments`);
+    });
+    return h.command(args, true).then(succeeded);
   });
-  return (await h.command(args, true)) === undefined;
 }
 
 /** Sends a command whose arguments may be any bytes. */
-export async function remctl_commandv(r: RemctlHandle, command: Command): Promise<boolean> {
-  const h = handle(r);
-  return (await h.command(checkCommand(command), false)) === undefined;
+export function remctl_commandv(r: RemctlHandle, command: Command): Promise<boolean> {
+  return checked(() => {
+    const h = handle(r);
+    return h.command(checkCommand(command), false).then(succeeded);
+  });
 }
 
 /** The next output token, or null on failure (see remctl_error). */
-export async function remctl_output(r: RemctlHandle): Promise<RemctlOutput | null> {
-  const token = await handle(r).output();
-  return typeof token === 'string' ? null : token;
+export function remctl_output(r: RemctlHandle): Promise<RemctlOutput | null> {
+  return checked(() => handle(r).output().then((token) => (typeof token === 'string' ? null : token)));
 }
 
-export async function remctl_noop(r: RemctlHandle): Promise<boolean> {
-  return (await handle(r).noop()) === undefined;
+export function remctl_noop(r: RemctlHandle): Promise<boolean> {
+  return checked(() => handle(r).noop().then(succeeded));
 }
 
 /** The text of the last failure on this handle, or "no error". */

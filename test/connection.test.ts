@@ -26,7 +26,8 @@ import {
   RemctlProtocolError,
   type RemctlOutput,
 } from '../dist/index.js';
-import { rejection, silentServer, threadCount } from './probes.js';
+import { countsSettle, settledCounts, socketInodes, socketsClosed, socketsSince } from './metrics.mjs';
+import { rejection, silentServer } from './probes.js';
 import { realm, runCRemctl } from './realm-context.mjs';
 import {
   freePort,
@@ -484,8 +485,9 @@ describe('ccache and sourceIp', () => {
 describe('abort', () => {
   test('aborting open() towards a server that never answers rejects promptly with signal.reason and lets go of socket and thread', async () => {
     await (await connect()).close();
-    const threads = threadCount();
     const listener = await silentServer();
+    // The listener's own descriptor is in the baseline.
+    const before = await settledCounts();
     try {
       const r = track(new Remctl());
       const controller = new AbortController();
@@ -500,8 +502,8 @@ describe('abort', () => {
       expect(ms).toBeLessThan(500);
       expect(r.opened).toBe(false);
       expect(r.error()).toBe('no currently open connection');
-      await vi.waitFor(() => expect(listener.open).toBe(0), { timeout: 2000 });
-      await vi.waitFor(() => expect(threadCount()).toBeLessThanOrEqual(threads), { timeout: 2000 });
+      await vi.waitFor(() => expect(listener.open).toBe(0), { timeout: 3000 });
+      expect(await countsSettle(before)).toStrictEqual(before);
     } finally {
       await listener.close();
     }
@@ -516,16 +518,19 @@ describe('abort', () => {
       await vi.waitFor(() => expect(listener.accepted).toBe(1));
       controller.abort(reason);
       await expect(connecting).rejects.toBe(reason);
-      await vi.waitFor(() => expect(listener.open).toBe(0), { timeout: 2000 });
+      await vi.waitFor(() => expect(listener.open).toBe(0), { timeout: 3000 });
     } finally {
       await listener.close();
     }
   });
 
-  test('aborting output() while test sleep 5 runs rejects promptly with signal.reason and closes the connection, which the next call reopens', async () => {
-    const threads = threadCount();
+  test('aborting output() while test sleep 10 runs rejects promptly with signal.reason, its thread and socket are gone at once, and the next call reopens the connection', async () => {
+    const before = await settledCounts();
+    const sockets = socketInodes();
     const r = await connect();
-    await r.command(['test', 'sleep', '5']);
+    await r.command(['test', 'sleep', '10']);
+    const mine = socketsSince(sockets);
+    expect(mine).not.toHaveLength(0);
     const controller = new AbortController();
     const waiting = r.output({ signal: controller.signal });
     await sleep(200);
@@ -534,32 +539,47 @@ describe('abort', () => {
     const { error, ms } = await rejection(waiting, abortedAt);
     expect(error).toBe(controller.signal.reason);
     expect(ms).toBeLessThan(500);
-    await vi.waitFor(() => expect(threadCount()).toBeLessThanOrEqual(threads), { timeout: 2000 });
+    // Interrupted, not left to wait the command out: its socket closed and its thread gone within
+    // 3 s of a 10 s sleep.
+    expect(await socketsClosed(mine)).toStrictEqual([]);
+    expect(await countsSettle(before)).toStrictEqual(before);
     // Only the aborted call was cancelled: the Remctl stays open, and its next call runs on a
     // connection opened anew, with nothing left of the aborted command's output.
     expect(r.opened).toBe(true);
     expect((await r.run(['test', 'test'], { encoding: 'utf8' })).stdout).toBe('hello world\n');
   });
 
-  test('aborting run() while it waits rejects promptly with signal.reason and closes the connection, which the next call reopens', async () => {
+  test('aborting run() while it waits rejects promptly with signal.reason and ends the connection: its thread and socket are gone at once, and the next call reopens it', async () => {
+    const before = await settledCounts();
+    const sockets = socketInodes();
     const r = await connect();
+    const mine = socketsSince(sockets);
+    expect(mine).not.toHaveLength(0);
     const controller = new AbortController();
     const reason = new Error('enough');
-    const running = r.run(['test', 'sleep', '5'], { signal: controller.signal });
+    const running = r.run(['test', 'sleep', '10'], { signal: controller.signal });
     await sleep(300);
     const abortedAt = Date.now();
     controller.abort(reason);
     const { error, ms } = await rejection(running, abortedAt);
     expect(error).toBe(reason);
-    expect(ms).toBeLessThan(500);
+    expect(ms).toBeLessThan(1000);
+    // Interrupted, not left to wait the command out: its socket closed and its thread gone within
+    // 3 s of a 10 s sleep.
+    expect(await socketsClosed(mine)).toStrictEqual([]);
+    expect(await countsSettle(before)).toStrictEqual(before);
     expect(r.opened).toBe(true);
     expect((await r.run(['test', 'echo', 'after'], { encoding: 'utf8' })).stdout).toBe('after\n');
   });
 
-  test('aborting an outputs() iteration while it waits for the next token rejects it promptly with signal.reason', async () => {
+  test('aborting an outputs() iteration while it waits for the next token rejects it promptly with signal.reason, and the connection\'s thread and socket are gone at once', async () => {
+    const before = await settledCounts();
+    const sockets = socketInodes();
     const r = await connect();
-    // "first", then two seconds of silence before "second".
-    await r.command(['test', 'lines']);
+    const mine = socketsSince(sockets);
+    expect(mine).not.toHaveLength(0);
+    // "first", then ten seconds of silence before "second".
+    await r.command(['test', 'lines', '10']);
     const controller = new AbortController();
     const seen: RemctlOutput[] = [];
     let abortedAt = 0;
@@ -574,8 +594,12 @@ describe('abort', () => {
     })();
     const { error } = await rejection(iterating);
     expect(error).toBe(controller.signal.reason);
-    expect(Date.now() - abortedAt).toBeLessThan(500);
+    expect(Date.now() - abortedAt).toBeLessThan(1000);
     expect(seen.map(readable)).toEqual([{ type: 'output', data: 'first\n', stream: 1 }]);
+    // Interrupted, not left to wait the command out: its socket closed and its thread gone within
+    // 3 s of the 10 s pause.
+    expect(await socketsClosed(mine)).toStrictEqual([]);
+    expect(await countsSettle(before)).toStrictEqual(before);
     expect(r.opened).toBe(true);
     expect((await r.run(['test', 'echo', 'after'], { encoding: 'utf8' })).stdout).toBe('after\n');
   });
@@ -765,8 +789,9 @@ describe('garbage collection', () => {
     expect(report.during.threads).toBeGreaterThan(report.before.threads);
     expect(report.after).toEqual(report.before);
     expect(report.left).toEqual([]);
-    // The command on the server would take 3 s; the dropped connection does not wait for it.
-    expect(child.ms).toBeLessThan(3000);
+    // The command on the server takes 10 s; the dropped connection does not wait for it.
+    expect(report.elapsedMs).toBeLessThan(6000);
+    expect(child.ms).toBeLessThan(9000);
   });
 
   test('a Remctl dropped with a run() pending finishes that run, is then collected, and the process exits on its own', async () => {
@@ -776,6 +801,7 @@ describe('garbage collection', () => {
     const report = JSON.parse(child.stdout);
     expect(report.run).toBe('resolved: {"stdout":"slept 3\\n","stderr":"","status":0}');
     expect(report.collected).toBe(true);
+    expect(report.during.threads).toBeGreaterThan(report.before.threads);
     expect(report.after).toEqual(report.before);
     expect(report.left).toEqual([]);
     expect(child.ms).toBeLessThan(8000);

@@ -425,6 +425,90 @@ async function settle(fn: string, args: unknown[], call: () => unknown): Promise
   return 'result' in outcome ? outcome.result : undefined;
 }
 
+/** The bytes a command's argument is sent as; undefined for anything but a string or bytes. */
+function bytesOf(part: unknown): Buffer | undefined {
+  if (typeof part === 'string') return Buffer.from(part, 'utf8');
+  if (part instanceof Uint8Array) return Buffer.from(part);
+  return undefined;
+}
+
+interface Outcome {
+  stdout: Buffer;
+  stderr: Buffer;
+  status: number;
+}
+
+/**
+ * The results the realm's remctld (test/realm/test-command) can give for a command: none for one
+ * it refuses, undefined for one whose output this cannot tell. Each is made of the command's
+ * own bytes, so that a call resolving with the output of another command fails.
+ */
+function resultsOf(command: unknown): Outcome[] | undefined {
+  let parts: Array<Buffer | undefined>;
+  try {
+    if (!Array.isArray(command)) return undefined;
+    parts = command.map(bytesOf);
+  } catch {
+    return undefined;
+  }
+  if (parts.length === 0 || parts.some((part) => part === undefined)) return undefined;
+  const [service, subcommand, ...rest] = (parts as Buffer[]).map((part) => part.toString('latin1'));
+  const outcome = (stdout: string | Buffer, stderr = '', status = 0): Outcome => ({ stdout: Buffer.from(stdout), stderr: Buffer.from(stderr), status });
+  if (service === 'restricted') return [outcome('restricted ok\n')];
+  if (service !== 'test') return [];
+  const args = (parts as Buffer[]).slice(2);
+  // An argument too long for the kernel (HUGE is 1 MiB): remctld reports it as the command's own.
+  const unexecutable = outcome('', 'remctld: cannot execute command: Argument list too long\n', 255);
+  const ran = (result: Outcome) => [result, unexecutable];
+  switch (subcommand) {
+    case 'test':
+      return ran(outcome('hello world\n'));
+    case 'echo':
+      return ran(outcome(Buffer.concat(args.flatMap((arg) => [arg, Buffer.from('\n')])), 'stderr line\n'));
+    case 'status':
+      return rest.length === 1 && /^\d+$/.test(rest[0]!) && Number(rest[0]) <= 255 ? ran(outcome('', '', Number(rest[0]))) : undefined;
+    case 'stdin':
+      return args.length === 1 ? ran(outcome(args[0]!)) : undefined;
+    case 'stderr':
+      return ran(outcome('', 'this is stderr\n', 2));
+    case 'whoami':
+      return [...ran(outcome(`${settings.clientPrincipal}\n`)), outcome(`${settings.otherPrincipal}\n`)];
+    case 'sleep':
+    case 'big':
+    case 'lines':
+    case 'killed':
+    case 'stdinsize':
+      return undefined;
+    default:
+      return [];
+  }
+}
+
+/** The encoding a run asked for; its result is Buffers without one. */
+function encodingOf(options: unknown): BufferEncoding {
+  try {
+    const encoding = (options as { encoding?: unknown } | undefined)?.encoding;
+    return typeof encoding === 'string' && encoding !== 'buffer' ? (encoding as BufferEncoding) : 'utf8';
+  } catch {
+    return 'utf8';
+  }
+}
+
+/** Checks that a call that resolved holds its own command's output and status, and nothing else. */
+function checkOwnResult(fn: string, command: unknown, options: unknown, result: unknown) {
+  const results = resultsOf(command);
+  if (results === undefined || typeof result !== 'object' || result === null) return;
+  const { stdout, stderr, status } = result as { stdout: unknown; stderr: unknown; status: unknown };
+  const encoding = encodingOf(options);
+  const as = (bytes: Buffer) => (typeof stdout === 'string' ? bytes.toString(encoding) : bytes);
+  const shown = (value: unknown) => show(Buffer.isBuffer(value) ? value.toString('latin1') : value);
+  const same = (mine: string | Buffer, got: unknown) => (typeof mine === 'string' ? mine === got : Buffer.isBuffer(got) && mine.equals(got));
+  const own = results.some((result) => same(as(result.stdout), stdout) && same(as(result.stderr), stderr) && result.status === status);
+  const what = `${fn}(${show(command)}) resolved with ${shown(stdout)}, ${shown(stderr)}, status ${show(status)}: not its own command's result`;
+  expect(own, what).toBe(true);
+  count(fn, 'own result');
+}
+
 // About 25 seconds here; FUZZ_RUNS=40 for a long run.
 const RUNS = Number(process.env.FUZZ_RUNS ?? 4);
 const runs = (n: number) => ({ numRuns: Math.max(1, Math.round(n * RUNS)), endOnFailure: true });
@@ -433,11 +517,12 @@ const runs = (n: number) => ({ numRuns: Math.max(1, Math.round(n * RUNS)), endOn
 // The properties
 
 describe('the one-shot calls', () => {
-  test('remctl(host, command, options) ends in a result or a TypeError, RangeError or RemctlError', async () => {
+  test('remctl(host, command, options) ends in its own command\'s result or a TypeError, RangeError or RemctlError', async () => {
     const keys = { ...settingKeys, ...openKeys, encoding, maxBuffer };
     await fc.assert(
       fc.asyncProperty(call(host, command, options(keys)), async (args) => {
-        await settle('remctl', args, () => remctl(...(args as Parameters<typeof remctl>)));
+        const result = await settle('remctl', args, () => remctl(...(args as Parameters<typeof remctl>)));
+        checkOwnResult('remctl', args[1], args[2], result);
       }),
       runs(150),
     );
@@ -495,7 +580,7 @@ describe('the Remctl class', () => {
     named('close'),
   );
 
-  test('every method, called in any order with any arguments, ends in a result or a TypeError, RangeError or RemctlError', async () => {
+  test('every method, called in any order with any arguments, ends in a result or a TypeError, RangeError or RemctlError, and every run() resolves with its own command\'s output', async () => {
     await fc.assert(
       fc.asyncProperty(fc.boolean(), fc.array(fc.tuple(method, fc.boolean()), { maxLength: 10 }), async (connected, calls) => {
         const connection = connected
@@ -510,7 +595,10 @@ describe('the Remctl class', () => {
                   for await (const token of connection.outputs(args[0] as never)) if (++count > 1000 || token.type !== 'output') break;
                 }
               : () => (connection as unknown as Record<string, (...values: unknown[]) => unknown>)[name]!(...args);
-          const settled = settle(`Remctl#${name}`, args, call);
+          // Whatever else went on, a run that resolves holds its own command's output.
+          const settled = settle(`Remctl#${name}`, args, call).then((result) => {
+            if (name === 'run') checkOwnResult('Remctl#run', args[0], args[1], result);
+          });
           if (alongside) running.push(settled);
           else await settled;
         }

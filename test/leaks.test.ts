@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { beforeAll, describe, expect, test } from 'vitest';
 import * as lib from '../dist/index.js';
 import { commandOnConnection, oneShot } from './leak-workloads.mjs';
-import { exposeGc, fdCount, mib, sample, secondHalfSlopes, threadCount, type Sample } from './metrics.mjs';
+import { exposeGc, fdCount, mib, sample, secondHalfSlopes, threadCount, warmThreadpool, type Sample } from './metrics.mjs';
 import { realm } from './realm-context.mjs';
 import { freePort } from './realm-control.mjs';
 
@@ -62,6 +62,8 @@ describe('memory, descriptors and threads level off', () => {
     const connection = await Remctl.connect(settings.host, where);
     try {
       for (let i = 0; i < COMMAND_WARM_UP; i++) await commandOnConnection(lib, connection, i);
+      // libuv's threads in the baseline, whether or not anything has started them yet.
+      await warmThreadpool();
       const warm = await sample(0, gc);
       const baseline = { threads: warm.threads, fds: warm.fds };
       const samples = await measure(COMMANDS, (i) => commandOnConnection(lib, connection, i), baseline);
@@ -77,6 +79,7 @@ describe('memory, descriptors and threads level off', () => {
 
   test(`${ONE_SHOTS} one-shot calls of every kind`, async () => {
     for (let i = 0; i < ONE_SHOT_WARM_UP; i++) await oneShot(lib, settings, closedPort, i);
+    await warmThreadpool();
     const warm = await sample(0, gc);
     const baseline = { threads: warm.threads, fds: warm.fds };
     const samples = await measure(ONE_SHOTS, (i) => oneShot(lib, settings, closedPort, i), baseline);
@@ -118,6 +121,7 @@ describe('concurrency stress', () => {
 
   test(`${CONNECTIONS} connections, ${CALLS} run(), spawn(), noop(), abort and close calls in random order: every promise settles, nothing is mixed up, threads and descriptors come back`, async () => {
     await lib.remctl(settings.host, ['test', 'test'], where);
+    await warmThreadpool();
     await sleep(100);
     gc();
     const baseline = { threads: threadCount(), fds: fdCount() };

@@ -2,7 +2,8 @@
 // and threads, sampled after a full garbage collection, and whether they level off: the slope
 // of a least-squares line through the second half of the samples.
 
-import { readdirSync } from 'node:fs';
+import { readdirSync, readlinkSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { getHeapStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -25,12 +26,63 @@ export const fdCount = () => readdirSync('/proc/self/fd').length;
 export const counts = () => ({ threads: threadCount(), fds: fdCount() });
 
 /**
- * The counts once what earlier tests left winding down is gone: handles they dropped are
- * collected (their finalizers close them), threads finishing have exited, and the counts stay
- * the same over 200 ms, or after 3 s whatever they are. A baseline taken before that would
- * count threads that are about to exit.
+ * The sockets this process holds, by inode: each connection's are its own, so that whether one
+ * connection's sockets were closed can be told whatever other connections come and go.
+ * @returns {Set<string>}
+ */
+export function socketInodes() {
+  const inodes = new Set();
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      const match = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/self/fd/${fd}`));
+      if (match) inodes.add(match[1]);
+    } catch {
+      // Closed meanwhile, as the descriptor readdir itself used.
+    }
+  }
+  return inodes;
+}
+
+/**
+ * The sockets opened since `before` was taken with socketInodes().
+ * @param {Set<string>} before
+ */
+export function socketsSince(before) {
+  return [...socketInodes()].filter((inode) => !before.has(inode));
+}
+
+/**
+ * Waits up to timeoutMs for all of these sockets to be closed; returns those still open.
+ * @param {string[]} sockets
+ */
+export async function socketsClosed(sockets, timeoutMs = 3000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const open = socketInodes();
+    const left = sockets.filter((inode) => open.has(inode));
+    if (left.length === 0 || Date.now() >= deadline) return left;
+    await sleep(20);
+  }
+}
+
+/**
+ * Starts libuv's threadpool, if nothing has yet. libuv starts all of its threads (4 by default)
+ * on the first piece of work that needs one (an fs call, a DNS lookup...), whenever that comes:
+ * a baseline taken before it would see them as a leak of whatever ran next. Our own calls never
+ * use that pool, so once it is up every thread that comes and goes is one of ours.
+ */
+export async function warmThreadpool() {
+  await stat('/');
+}
+
+/**
+ * The counts once libuv's threadpool is up and what earlier tests left winding down is gone:
+ * handles they dropped are collected (their finalizers close them), threads finishing have
+ * exited, and the counts stay the same over 200 ms, or after 3 s whatever they are. A baseline
+ * taken before that would count threads that are about to exit.
  */
 export async function settledCounts() {
+  await warmThreadpool();
   exposeGc()();
   const deadline = Date.now() + 3000;
   let last = counts();

@@ -17,6 +17,7 @@ import {
   RemctlProtocolError,
   spawn,
 } from '../dist/index.js';
+import { countsSettle, settledCounts, socketInodes, socketsClosed, socketsSince } from './metrics.mjs';
 import { realm } from './realm-context.mjs';
 import { freePort } from './realm-control.mjs';
 import { bigPattern } from './realm.mjs';
@@ -343,38 +344,66 @@ describe('spawn() aborting', () => {
     await expect(collect(child.stdout)).rejects.toBe(error);
   });
 
-  test('abort(reason) rejects status with that reason, and kill() aborts like abort()', async () => {
+  test('abort(reason) rejects status with that reason, and kill() aborts like abort(): each time the command\'s thread and socket are gone at once', async () => {
+    const before = await settledCounts();
     const reason = new Error('no longer needed');
-    const aborted = spawn(host, ['test', 'sleep', '5'], server);
-    await sleep(200);
+    let sockets = socketInodes();
+    const aborted = spawn(host, ['test', 'sleep', '10'], server);
+    await sleep(300);
+    let mine = socketsSince(sockets);
+    expect(mine).not.toHaveLength(0);
     aborted.abort(reason);
     expect((await rejection(aborted.status)).error).toBe(reason);
+    // Interrupted, not left to wait the command out: its socket closed and its thread gone within
+    // 3 s of a 10 s sleep.
+    expect(await socketsClosed(mine)).toStrictEqual([]);
+    expect(await countsSettle(before)).toStrictEqual(before);
 
-    const killed = spawn(host, ['test', 'sleep', '5'], server);
-    await sleep(200);
+    sockets = socketInodes();
+    const killed = spawn(host, ['test', 'sleep', '10'], server);
+    await sleep(300);
+    mine = socketsSince(sockets);
+    expect(mine).not.toHaveLength(0);
     const killedAt = performance.now();
     killed.kill();
     const { error, ms } = await rejection(killed.status, killedAt);
     expect(error).toMatchObject({ name: 'AbortError' });
     expect(ms).toBeLessThan(1000);
+    expect(await socketsClosed(mine)).toStrictEqual([]);
+    expect(await countsSettle(before)).toStrictEqual(before);
   });
 
-  test('aborting the signal option while the command runs rejects status promptly with the signal reason', async () => {
+  test('aborting the signal option while the command runs rejects status promptly with the signal reason, and the command\'s thread and socket are gone at once', async () => {
+    const before = await settledCounts();
+    let sockets = socketInodes();
     const controller = new AbortController();
-    const child = spawn(host, ['test', 'sleep', '5'], { ...server, signal: controller.signal });
+    const child = spawn(host, ['test', 'sleep', '10'], { ...server, signal: controller.signal });
     await sleep(300);
+    let mine = socketsSince(sockets);
+    expect(mine).not.toHaveLength(0);
     const abortedAt = performance.now();
     controller.abort();
     const { error, ms } = await rejection(child.status, abortedAt);
     expect(error).toBe(controller.signal.reason);
     expect(error).toMatchObject({ name: 'AbortError' });
     expect(ms).toBeLessThan(1000);
+    // Interrupted, not left to wait the command out: its socket closed and its thread gone within
+    // 3 s of a 10 s sleep.
+    expect(await socketsClosed(mine)).toStrictEqual([]);
+    expect(await countsSettle(before)).toStrictEqual(before);
 
-    const timedOut = spawn(host, ['test', 'sleep', '5'], { ...server, signal: AbortSignal.timeout(300) });
+    sockets = socketInodes();
+    const timedOut = spawn(host, ['test', 'sleep', '10'], { ...server, signal: AbortSignal.timeout(1000) });
     const started = performance.now();
+    // The socket of the call, seen while it waits for its command.
+    await sleep(500);
+    mine = socketsSince(sockets);
+    expect(mine).not.toHaveLength(0);
     const late = await rejection(timedOut.status, started);
     expect(late.error).toMatchObject({ name: 'TimeoutError' });
-    expect(late.ms).toBeLessThan(1300);
+    expect(late.ms).toBeLessThan(2000);
+    expect(await socketsClosed(mine)).toStrictEqual([]);
+    expect(await countsSettle(before)).toStrictEqual(before);
   });
 
   test('a signal aborted before spawn() rejects status with its reason and never connects', async () => {
@@ -456,18 +485,27 @@ describe('Remctl#spawn()', () => {
     expect((await r.run(['test', 'test'], { encoding: 'utf8' })).stdout).toBe('hello world\n');
   });
 
-  test('abort() ends the command promptly and closes the connection, as an aborted call does', async () => {
+  test('abort() ends the command promptly and closes the connection, as an aborted call does: its thread and socket are gone at once', async () => {
+    const before = await settledCounts();
+    const sockets = socketInodes();
     await using r = await Remctl.connect(host, server);
-    const child = r.spawn(['test', 'sleep', '5']);
+    const mine = socketsSince(sockets);
+    expect(mine).not.toHaveLength(0);
+    const child = r.spawn(['test', 'sleep', '10']);
     await sleep(300);
     const abortedAt = performance.now();
     child.abort();
     const { error, ms } = await rejection(child.status, abortedAt);
     expect(error).toMatchObject({ name: 'AbortError' });
     expect(ms).toBeLessThan(1000);
+    // Interrupted, not left to wait the command out: its socket closed and its thread gone within
+    // 3 s of a 10 s sleep.
+    expect(await socketsClosed(mine)).toStrictEqual([]);
+    expect(await countsSettle(before)).toStrictEqual(before);
     // The abort closed the connection under it; the next call reopens it.
     expect(r.opened).toBe(true);
-    expect((await r.run(['test', 'test'], { encoding: 'utf8' })).stdout).toBe('hello world\n');
+    expect((await r.run(['test', 'test'], { encoding: 'utf8' })).stdout).toBe('hello world
+');
   });
 
   test('a spawn whose signal was aborted before its turn never sends its command: the next run() gets its own output', async () => {
