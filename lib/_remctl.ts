@@ -76,22 +76,27 @@ function checkAddress(value: unknown, name: string): SocketAddress {
 }
 
 // Nothing here may hold the handle while its call waits: an async function's
-// suspended frame would, and a handle dropped with a call in flight could then
-// never be collected and closed by its finalizer. So the calls below chain on
-// the native promise with callbacks that do not refer to the handle.
-const succeeded = (failure: string | undefined): boolean => failure === undefined;
+// suspended frame would, and so would a closure made where the handle is in
+// scope (V8 keeps the whole scope chain), and a handle dropped with a call in
+// flight could then never be collected and closed by its finalizer. So the
+// calls below chain on the native promise with module-level callbacks.
+function succeeded(failure: string | undefined): boolean {
+  return failure === undefined;
+}
+
+function tokenOrNull(token: RemctlOutput | string): RemctlOutput | null {
+  return typeof token === 'string' ? null : token;
+}
 
 function opened(r: NativeHandle, target: NativeTarget): Promise<boolean> {
   return r.open(target).then(succeeded);
 }
 
-/** Runs the checks of an async C call: what they throw becomes the Promise's rejection. */
-function checked<T>(call: () => Promise<T>): Promise<T> {
-  try {
-    return call();
-  } catch (error) {
-    return Promise.reject(error);
-  }
+function checkStrings(args: ReadonlyArray<string | Uint8Array>): void {
+  args.forEach((part, i) => {
+    if (typeof part !== 'string') throw new TypeError(`command[${i}] must be a string; use remctl_commandv for binary arguments`);
+    if (part.includes('\0')) throw new TypeError(`command[${i}] must not contain a NUL byte; use remctl_commandv for binary arguments`);
+  });
 }
 
 /**
@@ -186,32 +191,48 @@ export function remctl_set_timeout(r: RemctlHandle, timeout: number): boolean {
 
 /** Sends a command of strings, as the C function's NUL-terminated strings. */
 export function remctl_command(r: RemctlHandle, command: Iterable<string> & object): Promise<boolean> {
-  return checked(() => {
+  let sent: Promise<string | undefined>;
+  try {
     const h = handle(r);
     const args = checkCommand(command);
-    args.forEach((part, i) => {
-      if (typeof part !== 'string') throw new TypeError(`command[${i}] must be a string; use remctl_commandv for binary arguments`);
-      if (part.includes('\0')) throw new TypeError(`command[${i}] must not contain a NUL byte; use remctl_commandv for binary arguments`);
-    });
-    return h.command(args, true).then(succeeded);
-  });
+    checkStrings(args);
+    sent = h.command(args, true);
+  } catch (error) {
+    return Promise.reject(error);
+  }
+  return sent.then(succeeded);
 }
 
 /** Sends a command whose arguments may be any bytes. */
 export function remctl_commandv(r: RemctlHandle, command: Command): Promise<boolean> {
-  return checked(() => {
-    const h = handle(r);
-    return h.command(checkCommand(command), false).then(succeeded);
-  });
+  let sent: Promise<string | undefined>;
+  try {
+    sent = handle(r).command(checkCommand(command), false);
+  } catch (error) {
+    return Promise.reject(error);
+  }
+  return sent.then(succeeded);
 }
 
 /** The next output token, or null on failure (see remctl_error). */
 export function remctl_output(r: RemctlHandle): Promise<RemctlOutput | null> {
-  return checked(() => handle(r).output().then((token) => (typeof token === 'string' ? null : token)));
+  let read: Promise<RemctlOutput | string>;
+  try {
+    read = handle(r).output();
+  } catch (error) {
+    return Promise.reject(error);
+  }
+  return read.then(tokenOrNull);
 }
 
 export function remctl_noop(r: RemctlHandle): Promise<boolean> {
-  return checked(() => handle(r).noop().then(succeeded));
+  let sent: Promise<string | undefined>;
+  try {
+    sent = handle(r).noop();
+  } catch (error) {
+    return Promise.reject(error);
+  }
+  return sent.then(succeeded);
 }
 
 /** The text of the last failure on this handle, or "no error". */

@@ -504,8 +504,7 @@ describe('Remctl#spawn()', () => {
     expect(await countsSettle(before)).toStrictEqual(before);
     // The abort closed the connection under it; the next call reopens it.
     expect(r.opened).toBe(true);
-    expect((await r.run(['test', 'test'], { encoding: 'utf8' })).stdout).toBe('hello world
-');
+    expect((await r.run(['test', 'test'], { encoding: 'utf8' })).stdout).toBe('hello world\n');
   });
 
   test('a spawn whose signal was aborted before its turn never sends its command: the next run() gets its own output', async () => {
