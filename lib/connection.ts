@@ -349,7 +349,8 @@ export class Remctl implements AsyncDisposable {
   async #connection(signal: AbortSignal | undefined): Promise<NativeHandle> {
     signal?.throwIfAborted();
     const target = this.#target;
-    if (target === undefined || this.#closing) throw new RemctlNotOpenedError();
+    // Calls made before close() still run: only close() itself, in its turn, ends this.
+    if (target === undefined) throw new RemctlNotOpenedError();
     if (this.#handle === undefined) {
       this.#failure = undefined;
       this.#handle = await this.#connect(target, signal);

@@ -171,6 +171,24 @@ describe('opening and closing', () => {
     await closing;
   });
 
+  test('close() lets calls queued before it run, also those still waiting for their turn, and refuses the calls made after it', async () => {
+    const r = await connect();
+    const first = r.run(['test', 'sleep', '1'], { encoding: 'utf8' });
+    const queued = r.run(['test', 'echo', 'queued'], { encoding: 'utf8' });
+    const spawned = r.spawn(['test', 'echo', 'spawned']);
+    spawned.stderr.resume();
+    const chunks: Buffer[] = [];
+    spawned.stdout.on('data', (chunk: Buffer) => chunks.push(chunk));
+    const closing = r.close();
+    const after = r.run(['test', 'echo', 'after']);
+    expect(await first).toEqual({ stdout: 'slept 1\n', stderr: '', status: 0 });
+    expect((await queued).stdout).toBe('queued\n');
+    expect(await spawned.status).toBe(0);
+    expect(Buffer.concat(chunks).toString()).toBe('spawned\n');
+    await closing;
+    await expect(after).rejects.toThrow(RemctlNotOpenedError);
+  });
+
   test('every call that needs a connection rejects with RemctlNotOpenedError before open and after close', async () => {
     const r = track(new Remctl());
     const calls = () => [r.command(['test', 'test']), r.output(), r.noop(), r.run(['test', 'test'])];
