@@ -92,6 +92,22 @@ function opened(r: NativeHandle, target: NativeTarget): Promise<boolean> {
   return r.open(target).then(succeeded);
 }
 
+/**
+ * Starts call on r's native handle and settles with then(its result). A
+ * check that throws (r is not a handle, a bad argument) rejects instead, as
+ * the C call's Promise. call runs at once and is not kept, and then must be
+ * a module-level function: neither may hold r while the call waits.
+ */
+function started<T, R>(r: RemctlHandle, call: (h: NativeHandle) => Promise<T>, then: (value: T) => R): Promise<R> {
+  let pending: Promise<T>;
+  try {
+    pending = call(handle(r));
+  } catch (error) {
+    return Promise.reject(error);
+  }
+  return pending.then(then);
+}
+
 function checkStrings(args: ReadonlyArray<string | Uint8Array>): void {
   args.forEach((part, i) => {
     if (typeof part !== 'string') throw new TypeError(`command[${i}] must be a string; use remctl_commandv for binary arguments`);
@@ -191,48 +207,29 @@ export function remctl_set_timeout(r: RemctlHandle, timeout: number): boolean {
 
 /** Sends a command of strings, as the C function's NUL-terminated strings. */
 export function remctl_command(r: RemctlHandle, command: Iterable<string> & object): Promise<boolean> {
-  let sent: Promise<string | undefined>;
-  try {
-    const h = handle(r);
-    const args = checkCommand(command);
-    checkStrings(args);
-    sent = h.command(args, true);
-  } catch (error) {
-    return Promise.reject(error);
-  }
-  return sent.then(succeeded);
+  return started(
+    r,
+    (h) => {
+      const args = checkCommand(command);
+      checkStrings(args);
+      return h.command(args, true);
+    },
+    succeeded,
+  );
 }
 
 /** Sends a command whose arguments may be any bytes. */
 export function remctl_commandv(r: RemctlHandle, command: Command): Promise<boolean> {
-  let sent: Promise<string | undefined>;
-  try {
-    sent = handle(r).command(checkCommand(command), false);
-  } catch (error) {
-    return Promise.reject(error);
-  }
-  return sent.then(succeeded);
+  return started(r, (h) => h.command(checkCommand(command), false), succeeded);
 }
 
 /** The next output token, or null on failure (see remctl_error). */
 export function remctl_output(r: RemctlHandle): Promise<RemctlOutput | null> {
-  let read: Promise<RemctlOutput | string>;
-  try {
-    read = handle(r).output();
-  } catch (error) {
-    return Promise.reject(error);
-  }
-  return read.then(tokenOrNull);
+  return started(r, (h) => h.output(), tokenOrNull);
 }
 
 export function remctl_noop(r: RemctlHandle): Promise<boolean> {
-  let sent: Promise<string | undefined>;
-  try {
-    sent = handle(r).noop();
-  } catch (error) {
-    return Promise.reject(error);
-  }
-  return sent.then(succeeded);
+  return started(r, (h) => h.noop(), succeeded);
 }
 
 /** The text of the last failure on this handle, or "no error". */

@@ -2,7 +2,7 @@
 // remctld. Where libremctl has a wording of its own, the expected text is libremctl's, checked
 // against the C client (`remctl`) where it can say the same thing.
 
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { closeSync, fstatSync, openSync, readdirSync } from 'node:fs';
 import { counts, countsSettle } from './metrics.mjs';
 import { readFile } from 'node:fs/promises';
@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { _remctl } from '../dist/index.js';
+import { runNode } from './probes.js';
 import { realm } from './realm-context.mjs';
 import { freePort } from './realm-control.mjs';
 import { bigPattern } from './realm.mjs';
@@ -579,23 +580,9 @@ describe('descriptors, threads and the event loop', () => {
         : 'while a remctl_output call waits on test sleep 10 is collected, the call is interrupted and resolves to null,';
     test(`a handle dropped without remctl_close ${situation} frees its threads and descriptors, and the process exits on its own`, async () => {
       const started = performance.now();
-      const child = spawn(process.execPath, ['--expose-gc', DROP_HANDLE, mode], {
-        env: { ...process.env, ...settings.env, REMCTL_TEST_REALM: JSON.stringify(settings) },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-      child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-      const exit = await new Promise<{ code: number | null; signal: string | null }>((resolve) => {
-        const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
-        child.once('exit', (code, signal) => {
-          clearTimeout(timer);
-          resolve({ code, signal });
-        });
-      });
+      const { code, signal, stdout, stderr } = await runNode(['--expose-gc', DROP_HANDLE, mode], settings);
       const elapsed = performance.now() - started;
-      expect({ ...exit, stderr }).toStrictEqual({ code: 0, signal: null, stderr: '' });
+      expect({ code, signal, stderr }).toStrictEqual({ code: 0, signal: null, stderr: '' });
       const report = JSON.parse(stdout);
       expect(report.collected).toBe(true);
       expect(report.during.threads).toBeGreaterThan(report.before.threads);

@@ -9,6 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, test } from 'vitest';
 import { Remctl, _remctl } from '../dist/index.js';
 import { scriptedServer, type TestServer } from './fault-servers.js';
+import { runNode } from './probes.js';
 import { realm } from './realm-context.mjs';
 import { freePort } from './realm-control.mjs';
 import { remctlThreads, unblockedSignals } from './thread-masks.mjs';
@@ -32,33 +33,6 @@ async function connect(options: { timeout?: number } = {}): Promise<Remctl> {
   return connection;
 }
 
-interface NodeRun {
-  code: number | null;
-  signal: string | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs a program (node by default) with the realm in its environment, killed after 20 s. */
-function runNode(args: string[], { program = process.execPath }: { program?: string } = {}) {
-  return new Promise<NodeRun>((resolve, reject) => {
-    const child = spawnProcess(program, args, {
-      env: { ...process.env, ...settings.env, REMCTL_TEST_REALM: JSON.stringify(settings) },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
-    child.once('error', reject);
-    child.once('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
-}
-
 describe('the threads the addon starts', () => {
   test('every connection thread and the timeout watchdog block every signal, and the JavaScript thread keeps its own mask', async () => {
     const mainBefore = unblockedSignals(process.pid);
@@ -75,7 +49,7 @@ describe('the threads the addon starts', () => {
   });
 
   test('the timeout watchdog started by a synchronous call on the JavaScript thread blocks every signal too', async () => {
-    const result = await runNode([SYNC_WATCHDOG]);
+    const result = await runNode([SYNC_WATCHDOG], settings);
     expect({ code: result.code, signal: result.signal, stderr: result.stderr }).toStrictEqual({ code: 0, signal: null, stderr: '' });
     const report = JSON.parse(result.stdout);
     expect(report.status).toBe(0);
@@ -124,7 +98,7 @@ describe('a thread that cannot be started', () => {
   test('with no thread to be had (RLIMIT_NPROC), every call that needs one rejects with the reason, and dropped handles are finalized without one', async () => {
     const port = await freePort();
     // root is exempt from RLIMIT_NPROC: the fixture makes itself nobody first.
-    const run = await runNode([NO_THREADS, String(port)]);
+    const run = await runNode([NO_THREADS, String(port)], settings);
     expect({ code: run.code, signal: run.signal, stderr: run.stderr }).toStrictEqual({ code: 0, signal: null, stderr: '' });
     const reason = "cannot start the connection's thread: Resource temporarily unavailable";
     const rejected = { rejected: `Error: ${reason}` };
