@@ -6,9 +6,9 @@
         "native/addon.cc",
         "native/connection.cc",
         "native/convert.cc",
+        "native/engine.cc",
         "native/handle.cc",
-        "native/socket.cc",
-        "native/worker.cc"
+        "native/socket.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

@@ -1,6 +1,6 @@
 // The remctl addon: a native object per `struct remctl`. Each environment's
-// instance data is its Workers, whose one cleanup hook ends every connection
-// thread still running when the environment exits.
+// instance data is its Engine: its event loop, its threads and connections,
+// and the one cleanup hook that ends them when the environment exits.
 #include <napi.h>
 
 #include "handle.h"
@@ -10,9 +10,10 @@ namespace remctl_node {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   // Each load of the addon has a napi_env of its own, freed (with this)
   // only after every cleanup hook of the environment has run.
-  env.SetInstanceData(new Workers(env));
+  env.SetInstanceData(new Engine(env));
   exports.Set("RemctlHandle", RemctlHandle::Define(env));
   exports.Set("canonicalName", Napi::Function::New<CanonicalName>(env, "canonicalName"));
+  exports.Set("threads", Napi::Function::New<Threads>(env, "threads"));
   return exports;
 }
 

@@ -1,6 +1,7 @@
 #include "connection.h"
 
 #include <remctl.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 
 #include <cerrno>
@@ -47,7 +48,40 @@ int64_t RetryDelayMs(long first_ms, long attempt) {
 
 namespace {
 
+// A blocking read or write that failed this close to its timeout after the
+// server's last activity failed because of it.
+constexpr int64_t kTimeoutSlackMs = 200;
+
 }  // namespace
+
+bool RunCollector::Take(const struct remctl_output* output, RunResult& result) {
+  switch (output->type) {
+    case REMCTL_OUT_OUTPUT: {
+      if (max_output_ != 0 &&
+          result.out.size() + result.err.size() + output->length > max_output_) {
+        result.exceeded = true;
+        return false;
+      }
+      ByteBuffer& into = output->stream == 2 ? result.err : result.out;
+      if (!into.Append(output->data, output->length)) {
+        result.status = {false, "cannot allocate memory"};
+        return false;
+      }
+      return true;
+    }
+    case REMCTL_OUT_STATUS:
+      result.exit_status = StatusByte(output);
+      return false;
+    case REMCTL_OUT_ERROR:
+      result.protocol_error = true;
+      result.error_code = output->error;
+      result.error_message.assign(output->data ? output->data : "", output->length);
+      return false;
+    case REMCTL_OUT_DONE:
+    default:
+      return false;
+  }
+}
 
 ByteBuffer::ByteBuffer(ByteBuffer&& other) noexcept
     : data_(other.data_), size_(other.size_), capacity_(other.capacity_) {
@@ -119,8 +153,43 @@ Status Connection::Fail(std::string message) { return {false, std::move(message)
 
 std::string Connection::LibraryError(const char* fallback) {
   std::string message = r_ != nullptr ? remctl_error(r_) : fallback;
+  // A blocking read or write gives up after the socket's timeout of silence
+  // (SO_RCVTIMEO, SO_SNDTIMEO); the kernel's clock says whether that is why.
+  if (link_ && blocking_ && !link_->timed_out() && link_->timeout() > 0 &&
+      !link_->PeerClosed() && link_->IdleMs() >= link_->timeout() * 1000 - kTimeoutSlackMs) {
+    link_->TimeOut();
+  }
   if (link_ && link_->timed_out()) return AsTimeout(message);
   return message;
+}
+
+Readiness Connection::TokenReadiness() const {
+  if (cancelled() || r_ == nullptr || !opened_ || !link_ || !expecting_) {
+    return {true, 0, false};
+  }
+  return link_->TokenReadiness();
+}
+
+bool Connection::CommandCannotBlock(const Arguments& args) const {
+  if (cancelled()) return true;
+  const bool connected = opened_ && link_ && link_->alive();
+  if (!connected) return !Reopenable();
+  // The message, cut into tokens of TOKEN_MAX_DATA, each with its header,
+  // GSS-API's wrapping (under 64 bytes with Kerberos) and the 5-byte framing.
+  constexpr size_t kTokenData = 64 * 1024;
+  constexpr size_t kPerToken = 256;
+  size_t length = 4 + args.bytes.size() + 4 * args.lengths.size();
+  const size_t tokens = length / (kTokenData - 8) + 1;
+  return link_->CanSend(length + tokens * kPerToken);
+}
+
+void Connection::SetBlocking(bool blocking) {
+  blocking_ = blocking;
+  if (link_) link_->SetBlocking(blocking);
+}
+
+void Connection::TimeOut() {
+  if (link_) link_->TimeOut();
 }
 
 void Connection::Teardown() {
@@ -132,6 +201,7 @@ void Connection::Teardown() {
 }
 
 void Connection::Disconnect() {
+  expecting_ = false;
   if (r_ != nullptr) {
     // libremctl's goodbye gives up at once rather than wait on a server
     // that stopped reading.
@@ -235,19 +305,25 @@ Status Connection::OpenOnce(const Settings& settings) {
       break;
   }
   if (!server.valid()) return Fail(error);
+  if (settings.receive_buffer > 0) {
+    setsockopt(server.get(), SOL_SOCKET, SO_RCVBUF, &settings.receive_buffer, sizeof(int));
+  }
+  if (settings.send_buffer > 0) {
+    setsockopt(server.get(), SOL_SOCKET, SO_SNDBUF, &settings.send_buffer, sizeof(int));
+  }
 
   int lib_fd = -1;
   std::unique_ptr<Link> link = Link::Start(std::move(server), &lib_fd, &error);
   if (!link) return Fail(error);
+  link->SetTimeout(settings.timeout);
+  blocking_ = true;
   SetLink(std::move(link));
   // A cancel that came while connecting found no link to shut down.
   if (cancelled()) return Cancelled();
   const char* host = target_.host.empty() ? nullptr : target_.host.c_str();
   const char* principal =
       target_.principal ? target_.principal->c_str() : nullptr;
-  link_->BeginOperation(settings.timeout);
   const bool ok = remctl_open_fd(r_, host, lib_fd, principal) != 0;
-  link_->EndOperation();
   if (!ok) return Fail(LibraryError("cannot open connection"));
   opened_ = true;
   return {};
@@ -267,7 +343,7 @@ Status Connection::Command(const Arguments& args, bool as_strings,
     vector[i].iov_len = args.lengths[i];
     offset += args.lengths[i];
   }
-  link_->BeginOperation(settings.timeout);
+  link_->SetTimeout(settings.timeout);
   bool ok;
   if (as_strings) {
     std::vector<std::string> copies;
@@ -283,12 +359,12 @@ Status Connection::Command(const Arguments& args, bool as_strings,
   } else {
     ok = remctl_commandv(r_, vector.data(), vector.size()) != 0;
   }
-  link_->EndOperation();
   if (!ok) return Fail(LibraryError("cannot send command"));
+  expecting_ = true;
   return {};
 }
 
-struct remctl_output* Connection::NextOutput(const Settings& settings,
+struct remctl_output* Connection::ReadOutput(const Settings& settings,
                                              Status* status) {
   if (cancelled()) {
     *status = Cancelled();
@@ -298,20 +374,24 @@ struct remctl_output* Connection::NextOutput(const Settings& settings,
     *status = Fail("no connection open");
     return nullptr;
   }
-  link_->BeginOperation(settings.timeout);
+  link_->SetTimeout(settings.timeout);
   struct remctl_output* output = remctl_output(r_);
-  link_->EndOperation();
   if (output == nullptr) {
     *status = Fail(LibraryError("cannot read output"));
+    expecting_ = false;
   } else if (output->type == REMCTL_OUT_OUTPUT) {
+    link_->Consumed();
     link_->Acknowledge();
+  } else {
+    link_->Consumed();
+    expecting_ = false;
   }
   return output;
 }
 
 OutputResult Connection::Output(const Settings& settings) {
   OutputResult result;
-  struct remctl_output* output = NextOutput(settings, &result.status);
+  struct remctl_output* output = ReadOutput(settings, &result.status);
   if (output == nullptr) return result;
   Token& token = result.token;
   switch (output->type) {
@@ -339,31 +419,12 @@ OutputResult Connection::Output(const Settings& settings) {
   return result;
 }
 
-Connection::BatchResult Connection::OutputBatch(const Settings& settings,
-                                                size_t max_bytes) {
-  BatchResult batch;
-  size_t bytes = 0;
-  do {
-    OutputResult next = Output(settings);
-    if (!next.status.ok) {
-      batch.status = std::move(next.status);
-      return batch;
-    }
-    const bool output = next.token.type == Token::Type::kOutput;
-    bytes += next.token.data.size();
-    batch.tokens.push_back(std::move(next.token));
-    if (!output) return batch;
-  } while (bytes < max_bytes && link_ && link_->Unread() > 0);
-  return batch;
-}
-
 Status Connection::Noop(const Settings& settings) {
   if (cancelled()) return Cancelled();
   Status connected = EnsureConnected(settings);
   if (!connected.ok) return connected;
-  link_->BeginOperation(settings.timeout);
+  link_->SetTimeout(settings.timeout);
   const bool ok = remctl_noop(r_) != 0;
-  link_->EndOperation();
   if (!ok) return Fail(LibraryError("cannot send noop"));
   return {};
 }
@@ -373,37 +434,16 @@ RunResult Connection::Run(const Arguments& args, const Settings& settings,
   RunResult result;
   result.status = Command(args, false, settings);
   if (!result.status.ok) return result;
+  RunCollector collector(max_output);
   for (;;) {
     // Straight from libremctl's token into the result: one copy of the data.
-    struct remctl_output* output = NextOutput(settings, &result.status);
+    struct remctl_output* output = ReadOutput(settings, &result.status);
     if (output == nullptr) return result;
-    switch (output->type) {
-      case REMCTL_OUT_OUTPUT: {
-        if (max_output != 0 &&
-            result.out.size() + result.err.size() + output->length > max_output) {
-          // The rest of the output is still on its way: the connection
-          // cannot carry another command, so it ends here.
-          result.exceeded = true;
-          Teardown();
-          return result;
-        }
-        ByteBuffer& into = output->stream == 2 ? result.err : result.out;
-        if (!into.Append(output->data, output->length)) {
-          result.status = Fail("cannot allocate memory");
-          return result;
-        }
-        break;
-      }
-      case REMCTL_OUT_STATUS:
-        result.exit_status = StatusByte(output);
-        return result;
-      case REMCTL_OUT_ERROR:
-        result.protocol_error = true;
-        result.error_code = output->error;
-        result.error_message.assign(output->data ? output->data : "", output->length);
-        return result;
-      case REMCTL_OUT_DONE:
-        return result;
+    if (!collector.Take(output, result)) {
+      // The rest of the output is still on its way: the connection cannot
+      // carry another command, so it ends here.
+      if (result.exceeded) Teardown();
+      return result;
     }
   }
 }

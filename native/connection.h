@@ -1,7 +1,9 @@
 // Plain C++ over libremctl: one remctl connection, its settings and the
 // socket under it. Every method returns what happened ({ok, message, ...})
 // instead of throwing, and nothing here knows about N-API. All methods but
-// Cancel() run on one thread at a time (the connection's worker).
+// Cancel() run on one thread at a time: the event loop's, which calls
+// libremctl only when it cannot block (see Readiness and CanSend), or a
+// thread of ours, or remctlSync's caller, with the socket blocking.
 #pragma once
 
 #include <atomic>
@@ -33,6 +35,10 @@ struct Settings {
   // Nothing has been sent then, so trying again is safe.
   long open_retries = 3;
   long open_retry_delay_ms = 50;
+  // SO_RCVBUF and SO_SNDBUF for the sockets opened; 0 leaves the kernel's
+  // (which grows them as needed). For the tests of the blocking fallbacks.
+  int receive_buffer = 0;
+  int send_buffer = 0;
 };
 
 // Where to open a connection to. Exactly one of the three forms is used.
@@ -108,6 +114,18 @@ struct RunResult {
 // Milliseconds to wait before retry attempt + 1 of an open (see Settings).
 int64_t RetryDelayMs(long first_ms, long attempt);
 
+// Takes a command's output tokens into a RunResult, one at a time.
+class RunCollector {
+ public:
+  explicit RunCollector(size_t max_output) : max_output_(max_output) {}
+  // false once the output has ended (status, error, done), failed, or grown
+  // past max_output (then result.exceeded: the rest is still on its way).
+  bool Take(const struct remctl_output* output, RunResult& result);
+
+ private:
+  size_t max_output_;
+};
+
 class Connection {
  public:
   Connection();
@@ -119,18 +137,8 @@ class Connection {
   Status Command(const Arguments& args, bool as_strings,
                  const Settings& settings);
   OutputResult Output(const Settings& settings);
-  // The next token and, while more have already arrived, the ones after it,
-  // up to about max_bytes: the streaming interfaces hand them to JavaScript
-  // in one crossing, not one a token. They are not merged: many small
-  // Buffers are collected sooner than a few large ones, whose memory V8
-  // lets pile up (measured: 64 KiB chunks grew a 256 MiB stream by 31-36
-  // MiB, 4 KiB ones by 12-13). Never waits for a token beyond the first. A failure after some
-  // tokens were read comes with them, in status.
-  struct BatchResult {
-    Status status;
-    std::vector<Token> tokens;
-  };
-  BatchResult OutputBatch(const Settings& settings, size_t max_bytes);
+  // libremctl's next token, valid until the next call on the connection.
+  struct remctl_output* ReadOutput(const Settings& settings, Status* status);
   Status Noop(const Settings& settings);
   // Sends a command and collects its output, stopping once stdout and
   // stderr together exceed max_output bytes (0: no limit).
@@ -138,6 +146,30 @@ class Connection {
                 size_t max_output);
   // Ends the connection and frees every descriptor it held.
   void Close();
+  // Ends the current connection, which a later command may reopen.
+  void Teardown();
+
+  // For the event loop. The socket under the connection (-1 if none); it
+  // changes only in Open, Close, Teardown and a reopen.
+  int socket_fd() const { return link_ ? link_->fd() : -1; }
+  // Whether the next token can be read now (with no connection, reading
+  // fails at once, which is ready too).
+  Readiness TokenReadiness() const;
+  bool WaitFor(size_t need) { return link_ && link_->WaitFor(need); }
+  void Woken() {
+    if (link_) link_->Woken();
+  }
+  // Command() returns without waiting: it fails at once (cancelled, never
+  // opened), or it need not reopen and its tokens fit the free send space.
+  bool CommandCannotBlock(const Arguments& args) const;
+  // Noop() fails at once, without the network.
+  bool NoopFailsNow() const { return cancelled() || (!opened_ && !Reopenable()); }
+  void SetBlocking(bool blocking);
+  // The connection was silent for longer than its timeout.
+  void TimeOut();
+  // Milliseconds since the server last sent or acknowledged anything; -1
+  // without a connection.
+  int64_t IdleMs() const { return link_ ? link_->IdleMs() : -1; }
 
   // Any thread: ends the current connection at once; a blocked call
   // returns, and every later operation fails without touching the network.
@@ -148,8 +180,6 @@ class Connection {
 
  private:
   Status OpenOnce(const Settings& settings);
-  // libremctl's next token, valid until the next call on the connection.
-  struct remctl_output* NextOutput(const Settings& settings, Status* status);
   bool RetryableOpenFailure();
   void Disconnect();
   void SetLink(std::unique_ptr<Link> link);
@@ -157,7 +187,6 @@ class Connection {
   Status EnsureConnected(const Settings& settings);
   Status Fail(std::string message);
   std::string LibraryError(const char* fallback);
-  void Teardown();
 
   Status Cancelled();
 
@@ -174,6 +203,10 @@ class Connection {
   // copies live as long as the connection.
   OpenTarget target_;
   bool opened_ = false;
+  bool blocking_ = true;
+  // A command was sent and its output has not ended: libremctl's next
+  // remctl_output reads from the socket (otherwise it returns at once).
+  bool expecting_ = false;
   unsigned jitter_seed_ = 0;
 };
 

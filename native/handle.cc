@@ -4,7 +4,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <functional>
 #include <utility>
 
 #include "convert.h"
@@ -18,31 +17,11 @@ constexpr const char* kNoError = "no error";
 // Operations that succeed or fail resolve to undefined, or to the error text
 // (also kept for remctl_error). Resolving with the text itself means a caller
 // never reads an error that a later operation already replaced.
-Napi::Value StatusValue(Napi::Env env, Worker& worker, const Status& status) {
-  worker.last_error = status.ok ? kNoError : status.message;
+Napi::Value StatusValue(Napi::Env env, Conn& conn, const Status& status) {
+  conn.last_error = status.ok ? kNoError : status.message;
   if (status.ok) return env.Undefined();
   return Napi::String::New(env, status.message);
 }
-
-// open, command and noop: resolve to undefined, or to the error text (which
-// remctl_error also reports).
-class StatusJob : public PromiseJob {
- public:
-  using Operation = std::function<Status(Connection&)>;
-  StatusJob(Napi::Env env, Operation operation)
-      : PromiseJob(env), operation_(std::move(operation)) {}
-  void Execute(Connection& connection) override {
-    status_ = operation_(connection);
-  }
-  void Failed(const std::string& message) override { status_ = {false, message}; }
-  void Settle(Napi::Env env, Worker& worker) override {
-    Resolve(StatusValue(env, worker, status_));
-  }
-
- private:
-  Operation operation_;
-  Status status_;
-};
 
 // Holds a target whose descriptor (remctl_open_fd) is ours until opened.
 class TargetHolder {
@@ -51,6 +30,8 @@ class TargetHolder {
   ~TargetHolder() {
     if (target_.fd >= 0) close(target_.fd);
   }
+  TargetHolder(const TargetHolder&) = delete;
+  TargetHolder& operator=(const TargetHolder&) = delete;
   OpenTarget Take() {
     OpenTarget taken = target_;
     target_.fd = -1;
@@ -61,28 +42,181 @@ class TargetHolder {
   OpenTarget target_;
 };
 
-class OutputJob : public PromiseJob {
+// What every operation has: the settings it was issued with, and a failure
+// from outside (a timeout on the loop, no thread to run it), after which
+// Advance reports it done.
+class CallOp : public Op {
  public:
-  OutputJob(Napi::Env env, Settings settings)
-      : PromiseJob(env), settings_(std::move(settings)) {}
-  void Execute(Connection& connection) override {
-    result_ = connection.Output(settings_);
+  CallOp(Napi::Env env, Settings settings) : Op(env), settings_(std::move(settings)) {}
+  long timeout() const override { return settings_.timeout; }
+  void Fail(Status status) override {
+    failed_ = true;
+    failure_ = std::move(status);
   }
-  void Failed(const std::string& message) override {
-    result_.status = {false, message};
+
+ protected:
+  Settings settings_;
+  bool failed_ = false;
+  Status failure_;
+};
+
+// Waits for the next token, or says how to: kRead while the socket can hold
+// the whole of it, kBlock (a thread reads it as it arrives) when it cannot.
+Step AwaitToken(Connection& connection) {
+  const Readiness ready = connection.TokenReadiness();
+  if (ready.ready) return Step::kDone;
+  return connection.WaitFor(ready.need) ? Step::kRead : Step::kBlock;
+}
+
+// open, command and noop: resolve to undefined, or to the error text.
+class StatusOp : public CallOp {
+ public:
+  enum class Kind { kOpen, kCommand, kNoop };
+  StatusOp(Napi::Env env, Kind kind, Settings settings)
+      : CallOp(env, std::move(settings)), kind_(kind) {}
+  static std::unique_ptr<StatusOp> Open(Napi::Env env, OpenTarget target, Settings settings) {
+    auto op = std::make_unique<StatusOp>(env, Kind::kOpen, std::move(settings));
+    op->target_ = std::make_unique<TargetHolder>(std::move(target));
+    return op;
   }
-  void Settle(Napi::Env env, Worker& worker) override {
-    if (!result_.status.ok) {
-      Resolve(StatusValue(env, worker, result_.status));
-      return;
+  static std::unique_ptr<StatusOp> Command(Napi::Env env, Arguments args, bool as_strings,
+                                           Settings settings) {
+    auto op = std::make_unique<StatusOp>(env, Kind::kCommand, std::move(settings));
+    op->args_ = std::move(args);
+    op->as_strings_ = as_strings;
+    return op;
+  }
+
+  Step Advance(Conn& conn) override {
+    if (failed_) status_ = failure_;
+    if (failed_ || ran_) return Step::kDone;
+    Connection& connection = conn.connection();
+    switch (kind_) {
+      case Kind::kOpen:
+        if (!connection.cancelled()) return Step::kBlock;
+        status_ = {false, "operation cancelled"};
+        break;
+      case Kind::kCommand:
+        if (!connection.CommandCannotBlock(args_)) return Step::kBlock;
+        status_ = connection.Command(args_, as_strings_, settings_);
+        break;
+      case Kind::kNoop:
+        // A round trip to the server: libremctl sends and waits in one call.
+        if (!connection.NoopFailsNow()) return Step::kBlock;
+        status_ = connection.Noop(settings_);
+        break;
     }
-    worker.last_error = kNoError;
-    Resolve(ToTokenObject(env, std::move(result_.token)));
+    ran_ = true;
+    return Step::kDone;
+  }
+  void Block(Connection& connection) override {
+    switch (kind_) {
+      case Kind::kOpen:
+        status_ = connection.Open(target_->Take(), settings_);
+        break;
+      case Kind::kCommand:
+        status_ = connection.Command(args_, as_strings_, settings_);
+        break;
+      case Kind::kNoop:
+        status_ = connection.Noop(settings_);
+        break;
+    }
+    ran_ = true;
+  }
+  Napi::Value Result(Napi::Env env, Conn& conn) override {
+    return StatusValue(env, conn, status_);
   }
 
  private:
-  Settings settings_;
+  Kind kind_;
+  std::unique_ptr<TargetHolder> target_;
+  Arguments args_;
+  bool as_strings_ = false;
+  bool ran_ = false;
+  Status status_;
+};
+
+class OutputOp : public CallOp {
+ public:
+  using CallOp::CallOp;
+  Step Advance(Conn& conn) override {
+    if (failed_) result_.status = failure_;
+    if (failed_ || ran_) return Step::kDone;
+    const Step wait = AwaitToken(conn.connection());
+    if (wait != Step::kDone) return wait;
+    Block(conn.connection());
+    return Step::kDone;
+  }
+  void Block(Connection& connection) override {
+    result_ = connection.Output(settings_);
+    ran_ = true;
+  }
+  bool reconnects() const override { return false; }
+  Napi::Value Result(Napi::Env env, Conn& conn) override {
+    if (!result_.status.ok) return StatusValue(env, conn, result_.status);
+    conn.last_error = kNoError;
+    return ToTokenObject(env, std::move(result_.token));
+  }
+
+ private:
+  bool ran_ = false;
   OutputResult result_;
+};
+
+// The next token and the ones after it that have already arrived, up to
+// about max_bytes: the streams take them in one crossing, not one a token.
+// Never waits for a token beyond the first. Resolves to the tokens, followed
+// by the error text if reading failed.
+class BatchOp : public CallOp {
+ public:
+  BatchOp(Napi::Env env, Settings settings, size_t max_bytes)
+      : CallOp(env, std::move(settings)), max_bytes_(max_bytes) {}
+  Step Advance(Conn& conn) override {
+    if (failed_) {
+      status_ = failure_;
+      return Step::kDone;
+    }
+    Connection& connection = conn.connection();
+    while (!ended_ && (tokens_.empty() || bytes_ < max_bytes_)) {
+      const Step wait = AwaitToken(connection);
+      if (wait != Step::kDone) {
+        if (!tokens_.empty()) break;
+        return wait;
+      }
+      Take(connection.Output(settings_));
+    }
+    return Step::kDone;
+  }
+  void Block(Connection& connection) override { Take(connection.Output(settings_)); }
+  bool reconnects() const override { return false; }
+  Napi::Value Result(Napi::Env env, Conn& conn) override {
+    conn.last_error = status_.ok ? kNoError : status_.message;
+    const uint32_t count = static_cast<uint32_t>(tokens_.size());
+    Napi::Array tokens = Napi::Array::New(env, count + (status_.ok ? 0 : 1));
+    for (uint32_t i = 0; i < count; i++) {
+      tokens.Set(i, ToTokenObject(env, std::move(tokens_[i])));
+    }
+    if (!status_.ok) tokens.Set(count, Napi::String::New(env, status_.message));
+    return tokens;
+  }
+
+ private:
+  void Take(OutputResult&& next) {
+    if (!next.status.ok) {
+      status_ = std::move(next.status);
+      ended_ = true;
+      return;
+    }
+    if (next.token.type != Token::Type::kOutput) ended_ = true;
+    bytes_ += next.token.data.size();
+    tokens_.push_back(std::move(next.token));
+  }
+
+  size_t max_bytes_;
+  size_t bytes_ = 0;
+  bool ended_ = false;
+  Status status_;
+  std::vector<Token> tokens_;
 };
 
 // [ok, message, stdout, stderr, status, exceeded, errorCode, errorMessage]:
@@ -114,78 +248,117 @@ RunResult RunOnConnection(Connection& connection, OpenTarget target,
   return result;
 }
 
-class OutputBatchJob : public PromiseJob {
- public:
-  OutputBatchJob(Napi::Env env, Settings settings, size_t max_bytes)
-      : PromiseJob(env), settings_(std::move(settings)), max_bytes_(max_bytes) {}
-  void Execute(Connection& connection) override {
-    batch_ = connection.OutputBatch(settings_, max_bytes_);
-  }
-  void Failed(const std::string& message) override {
-    batch_.status = {false, message};
-  }
-  // Resolves to the tokens, followed by the error text if reading failed.
-  void Settle(Napi::Env env, Worker& worker) override {
-    worker.last_error = batch_.status.ok ? kNoError : batch_.status.message;
-    const uint32_t count = static_cast<uint32_t>(batch_.tokens.size());
-    Napi::Array tokens = Napi::Array::New(env, count + (batch_.status.ok ? 0 : 1));
-    for (uint32_t i = 0; i < count; i++) {
-      tokens.Set(i, ToTokenObject(env, std::move(batch_.tokens[i])));
-    }
-    if (!batch_.status.ok) tokens.Set(count, Napi::String::New(env, batch_.status.message));
-    Resolve(tokens);
-  }
-
- private:
-  Settings settings_;
-  size_t max_bytes_;
-  Connection::BatchResult batch_;
-};
-
 // One command and all its output, on an open connection or, for the
-// one-shot call, on a connection opened first and closed after.
-class RunJob : public PromiseJob {
+// one-shot call, on a connection opened first and closed after. Each token
+// is read on the loop as soon as it has arrived whole.
+class RunOp : public CallOp {
  public:
-  RunJob(Napi::Env env, Arguments args, Settings settings, size_t max_output,
-         std::unique_ptr<TargetHolder> open_first)
-      : PromiseJob(env),
+  RunOp(Napi::Env env, Arguments args, Settings settings, size_t max_output,
+        std::unique_ptr<TargetHolder> open_first)
+      : CallOp(env, std::move(settings)),
         args_(std::move(args)),
-        settings_(std::move(settings)),
-        max_output_(max_output),
-        open_first_(std::move(open_first)) {}
-  void Execute(Connection& connection) override {
-    if (open_first_) {
-      result_ = RunOnConnection(connection, open_first_->Take(), args_,
-                                settings_, max_output_);
-      return;
+        collector_(max_output),
+        open_first_(std::move(open_first)),
+        phase_(open_first_ ? Phase::kOpen : Phase::kSend) {}
+
+  Step Advance(Conn& conn) override {
+    Connection& connection = conn.connection();
+    if (failed_) {
+      result_.status = failure_;
+      return Finish(conn);
     }
-    result_ = connection.Run(args_, settings_, max_output_);
+    for (;;) {
+      switch (phase_) {
+        case Phase::kOpen:
+          if (!connection.cancelled()) return Step::kBlock;
+          result_.status = {false, "operation cancelled"};
+          return Finish(conn);
+        case Phase::kSend:
+          if (!connection.CommandCannotBlock(args_)) return Step::kBlock;
+          Send(connection);
+          break;
+        case Phase::kRead: {
+          const Step wait = AwaitToken(connection);
+          if (wait != Step::kDone) return wait;
+          ReadOne(connection);
+          if (phase_ == Phase::kEnded && result_.exceeded) {
+            // The rest of the output is still on its way: the connection
+            // cannot carry another command, so it ends here.
+            conn.Unwatch();
+            connection.Teardown();
+          }
+          break;
+        }
+        case Phase::kEnded:
+          return Finish(conn);
+      }
+    }
   }
-  void Failed(const std::string& message) override {
-    result_.status = {false, message};
+  void Block(Connection& connection) override {
+    switch (phase_) {
+      case Phase::kOpen:
+        result_.status = connection.Open(open_first_->Take(), settings_);
+        phase_ = result_.status.ok ? Phase::kSend : Phase::kEnded;
+        break;
+      case Phase::kSend:
+        Send(connection);
+        break;
+      case Phase::kRead:
+        ReadOne(connection);
+        if (phase_ == Phase::kEnded && result_.exceeded) connection.Teardown();
+        break;
+      case Phase::kEnded:
+        break;
+    }
   }
-  void Settle(Napi::Env env, Worker& worker) override {
-    worker.last_error = result_.status.ok ? kNoError : result_.status.message;
-    Resolve(ToRunArray(env, std::move(result_)));
+  bool reconnects() const override { return phase_ != Phase::kRead; }
+  Napi::Value Result(Napi::Env env, Conn& conn) override {
+    conn.last_error = result_.status.ok ? kNoError : result_.status.message;
+    return ToRunArray(env, std::move(result_));
   }
 
  private:
+  enum class Phase { kOpen, kSend, kRead, kEnded };
+
+  void Send(Connection& connection) {
+    result_.status = connection.Command(args_, false, settings_);
+    phase_ = result_.status.ok ? Phase::kRead : Phase::kEnded;
+  }
+  // Straight from libremctl's token into the result: one copy of the data.
+  void ReadOne(Connection& connection) {
+    struct remctl_output* output = connection.ReadOutput(settings_, &result_.status);
+    if (output == nullptr || !collector_.Take(output, result_)) phase_ = Phase::kEnded;
+  }
+  Step Finish(Conn& conn) {
+    if (open_first_) {
+      conn.Unwatch();
+      conn.connection().Close();
+    }
+    phase_ = Phase::kEnded;
+    return Step::kDone;
+  }
+
   Arguments args_;
-  Settings settings_;
-  size_t max_output_;
+  RunCollector collector_;
   std::unique_ptr<TargetHolder> open_first_;
+  Phase phase_;
   RunResult result_;
 };
 
-class CloseJob : public PromiseJob {
+class CloseOp : public Op {
  public:
-  explicit CloseJob(Napi::Env env) : PromiseJob(env) {}
-  void Execute(Connection& connection) override { connection.Close(); }
-  void Failed(const std::string&) override {}
-  void Settle(Napi::Env env, Worker& worker) override {
-    worker.last_error = kNoError;
-    Resolve(env.Undefined());
+  using Op::Op;
+  Step Advance(Conn& conn) override {
+    conn.Unwatch();
+    conn.connection().Close();
+    return Step::kDone;
   }
+  Napi::Value Result(Napi::Env env, Conn& conn) override {
+    conn.last_error = kNoError;
+    return env.Undefined();
+  }
+  void Fail(Status) override {}
+  long timeout() const override { return 0; }
 };
 
 size_t ToMaxOutput(const Napi::Value& value) {
@@ -215,21 +388,19 @@ Napi::Function RemctlHandle::Define(Napi::Env env) {
           InstanceMethod<&RemctlHandle::SetSourceIp>("setSourceIp"),
           InstanceMethod<&RemctlHandle::SetTimeout>("setTimeout"),
           InstanceMethod<&RemctlHandle::SetOpenRetries>("setOpenRetries"),
+          InstanceMethod<&RemctlHandle::SetSocketBuffers>("setSocketBuffers"),
           InstanceAccessor<&RemctlHandle::Closed>("closed"),
       });
 }
 
 RemctlHandle::RemctlHandle(const Napi::CallbackInfo& info)
-    : Napi::ObjectWrap<RemctlHandle>(info), worker_(std::make_shared<Worker>()) {}
+    : Napi::ObjectWrap<RemctlHandle>(info),
+      conn_(std::make_shared<Conn>(Engine::Of(info.Env()))) {}
 
 RemctlHandle::~RemctlHandle() {
-  // Unreachable without remctl_close: end what it is waiting on and let its
-  // thread close the connection and go. Never join here: the thread may be
-  // blocked in libremctl.
-  if (!closed_) {
-    worker_->Cancel();
-    worker_->Finish(Env(), nullptr);
-  }
+  // Unreachable without remctl_close: what it was doing ends, and what it
+  // had queued settles with "operation cancelled".
+  if (!closed_) conn_->Abandon();
 }
 
 void RemctlHandle::CheckOpen(Napi::Env env) const {
@@ -238,100 +409,95 @@ void RemctlHandle::CheckOpen(Napi::Env env) const {
   }
 }
 
-Napi::Value RemctlHandle::Submit(Napi::Env env, std::unique_ptr<PromiseJob> job) {
-  Napi::Promise promise = job->promise();
-  worker_->Submit(env, std::move(job));
+Napi::Value RemctlHandle::Submit(std::unique_ptr<Op> op) {
+  Napi::Promise promise = op->promise();
+  used_ = true;
+  conn_->Enqueue(std::move(op));
   return promise;
 }
 
 Napi::Value RemctlHandle::Open(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckOpen(env);
-  auto target = std::make_shared<TargetHolder>(ToOpenTarget(info[0]));
-  Settings settings = settings_;
-  return Submit(env, std::make_unique<StatusJob>(
-                         env, [target, settings](Connection& connection) {
-                           return connection.Open(target->Take(), settings);
-                         }));
+  return Submit(StatusOp::Open(env, ToOpenTarget(info[0]), settings_));
 }
 
 Napi::Value RemctlHandle::Command(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckOpen(env);
   Arguments args = ToArguments(info[0], "command");
-  const bool as_strings = info[1].ToBoolean();
-  Settings settings = settings_;
-  return Submit(env, std::make_unique<StatusJob>(
-                         env, [args = std::move(args), as_strings,
-                               settings](Connection& connection) {
-                           return connection.Command(args, as_strings, settings);
-                         }));
+  return Submit(StatusOp::Command(env, std::move(args), info[1].ToBoolean(), settings_));
 }
 
 Napi::Value RemctlHandle::Output(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckOpen(env);
-  return Submit(env, std::make_unique<OutputJob>(env, settings_));
+  return Submit(std::make_unique<OutputOp>(env, settings_));
 }
 
 Napi::Value RemctlHandle::OutputBatch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckOpen(env);
-  return Submit(env, std::make_unique<OutputBatchJob>(env, settings_, ToMaxOutput(info[0])));
+  return Submit(std::make_unique<BatchOp>(env, settings_, ToMaxOutput(info[0])));
 }
 
 Napi::Value RemctlHandle::Noop(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckOpen(env);
-  Settings settings = settings_;
-  return Submit(env, std::make_unique<StatusJob>(
-                         env, [settings](Connection& connection) {
-                           return connection.Noop(settings);
-                         }));
+  return Submit(std::make_unique<StatusOp>(env, StatusOp::Kind::kNoop, settings_));
 }
 
 Napi::Value RemctlHandle::Run(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckOpen(env);
   Arguments args = ToArguments(info[0], "command");
-  return Submit(env, std::make_unique<RunJob>(env, std::move(args), settings_,
-                                              ToMaxOutput(info[1]), nullptr));
+  return Submit(std::make_unique<RunOp>(env, std::move(args), settings_,
+                                        ToMaxOutput(info[1]), nullptr));
+}
+
+Napi::Value RemctlHandle::RunOnce(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckOpen(env);
+  auto target = std::make_unique<TargetHolder>(ToOpenTarget(info[0]));
+  Arguments args = ToArguments(info[1], "command");
+  // A one-shot call's handle is done with once it is made.
+  closed_ = true;
+  return Submit(std::make_unique<RunOp>(env, std::move(args), settings_,
+                                        ToMaxOutput(info[2]), std::move(target)));
 }
 
 Napi::Value RemctlHandle::Close(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckOpen(env);
   closed_ = true;
-  auto job = std::make_unique<CloseJob>(env);
-  Napi::Promise promise = job->promise();
-  worker_->Finish(env, std::move(job));
-  return promise;
+  return Submit(std::make_unique<CloseOp>(env));
 }
 
 Napi::Value RemctlHandle::RunSync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckOpen(env);
-  Connection* connection = worker_->idle_connection();
-  if (connection == nullptr) {
+  if (used_) {
     throw Napi::Error::New(env, "runSync needs a handle that never ran anything asynchronously");
   }
   TargetHolder target(ToOpenTarget(info[0]));
   Arguments args = ToArguments(info[1], "command");
   closed_ = true;
-  RunResult result = RunOnConnection(*connection, target.Take(), args,
+  used_ = true;
+  // On the calling thread, the socket blocking, as the C library does it.
+  RunResult result = RunOnConnection(conn_->connection(), target.Take(), args,
                                      settings_, ToMaxOutput(info[2]));
   return ToRunArray(env, std::move(result));
 }
 
 Napi::Value RemctlHandle::Cancel(const Napi::CallbackInfo& info) {
-  worker_->Cancel();
+  conn_->Cancel();
   return info.Env().Undefined();
 }
 
 Napi::Value RemctlHandle::Error(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckOpen(env);
-  return Napi::String::New(env, worker_->last_error);
+  return Napi::String::New(env, conn_->last_error);
 }
 
 Napi::Value RemctlHandle::SetCcache(const Napi::CallbackInfo& info) {
@@ -361,7 +527,7 @@ Napi::Value RemctlHandle::SetTimeout(const Napi::CallbackInfo& info) {
   const double timeout = std::clamp(info[0].ToNumber().DoubleValue(), -2e6, 2e6);
   if (!(timeout >= 0)) {
     // libremctl's own refusal, kept for remctl_error.
-    worker_->last_error = "invalid timeout " + std::to_string(static_cast<long>(timeout));
+    conn_->last_error = "invalid timeout " + std::to_string(static_cast<long>(timeout));
     return Napi::Boolean::New(env, false);
   }
   settings_.timeout = static_cast<long>(timeout);
@@ -395,18 +561,16 @@ Napi::Value CanonicalName(const Napi::CallbackInfo& info) {
   return Napi::String::New(env, name);
 }
 
-Napi::Value RemctlHandle::RunOnce(const Napi::CallbackInfo& info) {
+Napi::Value RemctlHandle::SetSocketBuffers(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckOpen(env);
-  auto target = std::make_unique<TargetHolder>(ToOpenTarget(info[0]));
-  Arguments args = ToArguments(info[1], "command");
-  auto job = std::make_unique<RunJob>(env, std::move(args), settings_,
-                                      ToMaxOutput(info[2]), std::move(target));
-  Napi::Promise promise = job->promise();
-  // The thread ends with this job: a one-shot call holds it no longer.
-  closed_ = true;
-  worker_->Finish(env, std::move(job));
-  return promise;
+  settings_.receive_buffer = info[0].ToNumber().Int32Value();
+  settings_.send_buffer = info[1].ToNumber().Int32Value();
+  return env.Undefined();
+}
+
+Napi::Value Threads(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(Engine::Of(info.Env()).threads()));
 }
 
 }  // namespace remctl_node

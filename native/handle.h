@@ -1,6 +1,7 @@
 // RemctlHandle: the JavaScript object behind a `struct remctl`. It keeps the
-// settings in force, hands every operation to the connection's worker, and
-// closes the connection from its finalizer if JavaScript never did.
+// settings in force, turns every call into an operation on its connection
+// (see engine.h), and abandons the connection from its finalizer if
+// JavaScript never closed it.
 #pragma once
 
 #include <napi.h>
@@ -8,7 +9,7 @@
 #include <memory>
 
 #include "connection.h"
-#include "worker.h"
+#include "engine.h"
 
 namespace remctl_node {
 
@@ -34,19 +35,23 @@ class RemctlHandle : public Napi::ObjectWrap<RemctlHandle> {
   Napi::Value SetSourceIp(const Napi::CallbackInfo& info);
   Napi::Value SetTimeout(const Napi::CallbackInfo& info);
   Napi::Value SetOpenRetries(const Napi::CallbackInfo& info);
+  Napi::Value SetSocketBuffers(const Napi::CallbackInfo& info);
   Napi::Value Closed(const Napi::CallbackInfo& info);
 
-  Napi::Value Submit(Napi::Env env, std::unique_ptr<PromiseJob> job);
+  Napi::Value Submit(std::unique_ptr<Op> op);
   void CheckOpen(Napi::Env env) const;
 
-  std::shared_ptr<Worker> worker_;
+  std::shared_ptr<Conn> conn_;
   Settings settings_;
   bool closed_ = false;
+  bool used_ = false;  // an operation was ever queued
 };
-
 
 // canonicalName(host): the canonical name getaddrinfo reports, which the C
 // client uses for the default principal. Blocking: for the command-line tool.
 Napi::Value CanonicalName(const Napi::CallbackInfo& info);
+
+// threads(): the threads of ours this environment has now, for the tests.
+Napi::Value Threads(const Napi::CallbackInfo& info);
 
 }  // namespace remctl_node

@@ -15,13 +15,7 @@
 #include <chrono>
 #include <cstring>
 #include <algorithm>
-#include <condition_variable>
-#include <mutex>
-#include <set>
-#include <system_error>
-#include <thread>
 
-#include "thread.h"
 
 namespace remctl_node {
 
@@ -216,56 +210,6 @@ Fd ConnectAddresses(const std::vector<SocketAddress>& addresses,
   return Fd();
 }
 
-namespace {
-
-// Checks every watched link's timeout. Process-wide, and running only while
-// some open connection has a timeout, so an idle process keeps no thread.
-class Watchdog {
- public:
-  static Watchdog& Instance() {
-    // Never destroyed: a detached thread may still be finishing its loop.
-    static Watchdog* instance = new Watchdog();
-    return *instance;
-  }
-
-  void Add(Link* link) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    links_.insert(link);
-    if (running_) return;
-    try {
-      StartThread("remctl-watch", [this] { Run(); }).detach();
-      running_ = true;
-    } catch (const std::system_error&) {
-      // Without a thread timeouts cannot fire; the calls still work.
-    }
-  }
-
-  void Remove(Link* link) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    links_.erase(link);
-  }
-
- private:
-  void Run() {
-    std::unique_lock<std::mutex> lock(mutex_);
-    while (!links_.empty()) {
-      const int64_t now = NowMs();
-      for (Link* link : links_) link->CheckTimeout(now);
-      // Nothing notifies this: it is a sleep that lets go of the lock.
-      idle_.wait_for(lock, std::chrono::milliseconds(kWatchdogPeriodMs));
-    }
-    running_ = false;
-  }
-
-  static constexpr int kWatchdogPeriodMs = 100;
-  std::mutex mutex_;
-  std::condition_variable idle_;
-  std::set<Link*> links_;
-  bool running_ = false;
-};
-
-}  // namespace
-
 std::unique_ptr<Link> Link::Start(Fd socket, int* lib_fd, std::string* error) {
   int on = 1;
   // The socket may be a caller's descriptor of any kind: options that do not
@@ -286,27 +230,86 @@ std::unique_ptr<Link> Link::Start(Fd socket, int* lib_fd, std::string* error) {
   return std::unique_ptr<Link>(new Link(std::move(socket)));
 }
 
-Link::~Link() {
-  if (watched_) Watchdog::Instance().Remove(this);
+void Link::SetBlocking(bool blocking) {
+  int flags = fcntl(socket_.get(), F_GETFL);
+  if (flags < 0) return;
+  const int wanted = blocking ? flags & ~O_NONBLOCK : flags | O_NONBLOCK;
+  if (wanted != flags) fcntl(socket_.get(), F_SETFL, wanted);
 }
 
-void Link::BeginOperation(long timeout) {
-  {
-    std::lock_guard<std::mutex> lock(operation_mutex_);
-    started_ms_ = NowMs();
-    timeout_ms_ = timeout > 0 ? timeout * 1000 : 0;
-    busy_ = true;
-  }
-  // Not under operation_mutex_: the watchdog takes its own lock first.
-  if (timeout > 0 && !watched_) {
-    watched_ = true;
-    Watchdog::Instance().Add(this);
-  }
+void Link::SetTimeout(long timeout) {
+  if (timeout == timeout_) return;
+  timeout_ = timeout;
+  timeval wait{};
+  wait.tv_sec = timeout > 0 ? timeout : 0;
+  setsockopt(socket_.get(), SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof(wait));
+  setsockopt(socket_.get(), SOL_SOCKET, SO_SNDTIMEO, &wait, sizeof(wait));
 }
 
-void Link::EndOperation() {
-  std::lock_guard<std::mutex> lock(operation_mutex_);
-  busy_ = false;
+namespace {
+
+// libremctl's TOKEN_MAX_LENGTH: it refuses a longer token after reading its
+// 5-byte header, so such a token is ready as soon as the header is.
+constexpr uint32_t kMaxTokenLength = 1024 * 1024;
+constexpr unsigned char kTokenProtocol = 0x40;
+
+}  // namespace
+
+Readiness Link::TokenReadiness() const {
+  unsigned char header[5];
+  const ssize_t n = recv(socket_.get(), header, sizeof(header), MSG_PEEK | MSG_DONTWAIT);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+    return {false, 1, false};
+  }
+  // End of file or an error: libremctl's read reports it without waiting.
+  if (n <= 0) return {true, 0, false};
+  const bool version1 = (header[0] & kTokenProtocol) == 0;
+  if (n < 5) return {false, 5, version1};
+  const uint32_t length = (uint32_t(header[1]) << 24) | (uint32_t(header[2]) << 16) |
+                          (uint32_t(header[3]) << 8) | uint32_t(header[4]);
+  if (length > kMaxTokenLength) return {true, 0, version1};
+  const size_t need = 5 + size_t(length);
+  if (Unread() >= need) return {true, 0, version1};
+  return {false, need, version1};
+}
+
+bool Link::WaitFor(size_t need) {
+  const bool woken = woken_;
+  woken_ = false;
+  if (need == low_water_) return !(woken && need > 1);
+  int wanted = static_cast<int>(need);
+  if (setsockopt(socket_.get(), SOL_SOCKET, SO_RCVLOWAT, &wanted, sizeof(wanted)) != 0) {
+    return false;
+  }
+  low_water_ = need;
+  if (need <= 1) return true;
+  // The kernel caps the low-water mark at half the receive buffer it may
+  // have; below need, poll would report a partial token readable forever.
+  int granted = 0;
+  socklen_t length = sizeof(granted);
+  if (getsockopt(socket_.get(), SOL_SOCKET, SO_RCVLOWAT, &granted, &length) != 0) return false;
+  return granted >= wanted;
+}
+
+bool Link::CanSend(size_t bytes) const {
+  int buffer = 0;
+  socklen_t length = sizeof(buffer);
+  int queued = 0;
+  if (getsockopt(socket_.get(), SOL_SOCKET, SO_SNDBUF, &buffer, &length) != 0 ||
+      ioctl(socket_.get(), TIOCOUTQ, &queued) != 0 || buffer <= 0 || queued < 0) {
+    return false;
+  }
+  // The kernel counts a buffer's bookkeeping against SO_SNDBUF too: half of
+  // what is free is always there for data.
+  const int64_t free_space = int64_t(buffer) - 2 * int64_t(queued);
+  return int64_t(bytes) * 2 <= free_space;
+}
+
+int64_t Link::IdleMs() const {
+  tcp_info info{};
+  socklen_t length = sizeof(info);
+  if (getsockopt(socket_.get(), IPPROTO_TCP, TCP_INFO, &info, &length) != 0) return 0;
+  return std::min(info.tcpi_last_data_recv, info.tcpi_last_ack_recv);
 }
 
 size_t Link::Unread() const {
@@ -326,9 +329,9 @@ void Link::Shutdown() {
   shutdown(socket_.get(), SHUT_RDWR);
 }
 
-void Link::StopBlocking() {
-  int flags = fcntl(socket_.get(), F_GETFL);
-  if (flags >= 0) fcntl(socket_.get(), F_SETFL, flags | O_NONBLOCK);
+void Link::TimeOut() {
+  timed_out_.store(true);
+  Shutdown();
 }
 
 bool Link::PeerClosed() const {
@@ -336,23 +339,6 @@ bool Link::PeerClosed() const {
   pollfd check{socket_.get(), POLLIN | POLLRDHUP, 0};
   if (poll(&check, 1, 0) <= 0) return false;
   return (check.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
-}
-
-void Link::CheckTimeout(int64_t now_ms) {
-  std::lock_guard<std::mutex> lock(operation_mutex_);
-  const long timeout = timeout_ms_;
-  if (!busy_ || timeout <= 0 || timed_out_.load()) return;
-  int64_t idle = now_ms - started_ms_;
-  // The kernel knows when the server last sent data or acknowledged ours:
-  // that is the activity an inactivity timeout is about.
-  tcp_info info{};
-  socklen_t length = sizeof(info);
-  if (getsockopt(socket_.get(), IPPROTO_TCP, TCP_INFO, &info, &length) == 0) {
-    idle = std::min<int64_t>(idle, std::min(info.tcpi_last_data_recv, info.tcpi_last_ack_recv));
-  }
-  if (idle < timeout) return;
-  timed_out_.store(true);
-  shutdown(socket_.get(), SHUT_RDWR);
 }
 
 }  // namespace remctl_node

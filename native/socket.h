@@ -4,7 +4,8 @@
 // process for descriptors of 1024 and above, and it cannot be interrupted
 // while it reads. So we connect ourselves (with poll()), keep libremctl's
 // timeout at 0, give libremctl a duplicate of the socket, and do from the
-// outside what it cannot: inactivity timeouts, aborts, and prompt ACKs.
+// outside what it cannot: readiness, inactivity timeouts, aborts, and prompt
+// ACKs.
 //
 // Nothing here knows about N-API.
 #pragma once
@@ -66,9 +67,22 @@ Fd ConnectAddresses(const std::vector<SocketAddress>& addresses,
                     const std::string& source, long timeout, int cancel_fd,
                     std::string* error);
 
+// Whether libremctl's next read of a token can run without blocking: the
+// whole token (1 flag byte, a 4-byte big-endian length, that many bytes) is
+// in the socket's receive queue, or the socket has ended or failed, which
+// libremctl's read reports at once. Otherwise need is how many bytes must be
+// buffered first. libremctl reads exactly one token per call and buffers
+// nothing (util/tokens.c), so this is all it reads.
+struct Readiness {
+  bool ready = false;
+  size_t need = 0;
+  // The token lacks TOKEN_PROTOCOL: a server speaking protocol version 1.
+  bool version1 = false;
+};
+
 // The connected socket under a libremctl connection. libremctl reads and
-// writes a duplicate of it; we keep the original, which lets us act on the
-// connection while libremctl is blocked in it.
+// writes a duplicate of it; we keep the original, which lets us watch it from
+// the event loop and act on the connection while libremctl is blocked in it.
 class Link {
  public:
   // Takes the connected socket (made blocking, as libremctl expects; for a
@@ -76,17 +90,39 @@ class Link {
   // receives the duplicate for libremctl, which closes it; on failure returns
   // null with error set.
   static std::unique_ptr<Link> Start(Fd socket, int* lib_fd, std::string* error);
-  ~Link();
+  ~Link() = default;
   Link(const Link&) = delete;
   Link& operator=(const Link&) = delete;
 
-  // Bracket every blocking libremctl call. While one is in progress, timeout
-  // seconds without the server sending data or acknowledging ours end the
-  // connection (a process-wide watchdog checks every 100 ms). Once
-  // EndOperation has returned, the watchdog cannot end the connection for
-  // the operation that ended.
-  void BeginOperation(long timeout);
-  void EndOperation();
+  int fd() const { return socket_.get(); }
+
+  // Blocking (a thread of ours, remctlSync) or not (driven from the loop,
+  // where libremctl is only called when it cannot block, and a read or write
+  // that would wait fails instead of hanging the event loop).
+  void SetBlocking(bool blocking);
+  // For blocking use: a read or write that waits timeout seconds without the
+  // server sending or acknowledging anything fails (SO_RCVTIMEO and
+  // SO_SNDTIMEO, which the kernel measures from the last activity). 0: never.
+  void SetTimeout(long timeout);
+  long timeout() const { return timeout_; }
+
+  Readiness TokenReadiness() const;
+  // Makes the socket readable for poll only once need bytes are buffered
+  // (SO_RCVLOWAT, for which the kernel also grows the receive buffer). False
+  // if waiting on the loop cannot work: the socket cannot buffer that much,
+  // or poll woke us short of the token it was told to wait for, which the
+  // kernel does when its receive window has closed (tcp_epollin_ready) and
+  // only reading opens it again. The token must then be read by a thread,
+  // as it arrives.
+  bool WaitFor(size_t need);
+  // Poll reported the socket readable.
+  void Woken() { woken_ = true; }
+  // Whether bytes can be written now without waiting for the server.
+  bool CanSend(size_t bytes) const;
+
+  // Milliseconds since the server last sent data or acknowledged ours, as
+  // the kernel counts them.
+  int64_t IdleMs() const;
 
   // After reading a token that more will follow: stock remctld leaves Nagle
   // on, so its next token waits for our ACK of this one, which Linux would
@@ -97,35 +133,32 @@ class Link {
 
   // Bytes the server sent that nobody has read yet.
   size_t Unread() const;
+  // A token was read: the next wake is progress again.
+  void Consumed() { woken_ = false; }
 
   // Any thread: ends the connection now; a blocked libremctl call returns.
   void Shutdown();
+  // The connection was silent for too long: it ends, and says so.
+  void TimeOut();
 
   // libremctl's writes fail instead of waiting (its write loop gives up on
   // EAGAIN): for the goodbye on close.
-  void StopBlocking();
+  void StopBlocking() { SetBlocking(false); }
 
   bool timed_out() const { return timed_out_.load(); }
   // The server closed or reset the connection (or we shut it down).
   bool PeerClosed() const;
   bool alive() const { return !timed_out() && !PeerClosed(); }
 
-  // The watchdog, under its lock.
-  void CheckTimeout(int64_t now_ms);
-
  private:
   explicit Link(Fd socket) : socket_(std::move(socket)) {}
 
   Fd socket_;
-  // Held by the watchdog from its decision to its shutdown, so that an
-  // operation cannot end (or the next begin) in between.
-  std::mutex operation_mutex_;
-  bool busy_ = false;          // under operation_mutex_
-  int64_t started_ms_ = 0;     // under operation_mutex_
-  long timeout_ms_ = 0;        // under operation_mutex_
   std::atomic<bool> timed_out_{false};
   std::atomic<bool> shut_down_{false};
-  bool watched_ = false;  // worker thread only
+  long timeout_ = 0;
+  size_t low_water_ = 1;
+  bool woken_ = false;
 };
 
 // Creates an eventfd used to cancel whatever a connection is waiting on.
