@@ -60,6 +60,8 @@ export interface NativeHandle {
   setSourceIp(ip: string | null): void;
   setTimeout(seconds: number): boolean;
   setOpenRetries(count: number, delayMs: number): void;
+  /** SO_RCVBUF and SO_SNDBUF for the sockets it opens next; 0 leaves the kernel's. For the tests. */
+  setSocketBuffers(receive: number, send: number): void;
   readonly closed: boolean;
 }
 
@@ -67,6 +69,8 @@ interface NativeAddon {
   RemctlHandle: new () => NativeHandle;
   /** getaddrinfo's canonical name for a host, as the C client uses it for the default principal. */
   canonicalName(host: string): string;
+  /** The threads of ours this environment has, and how many wait idle for work. */
+  threads(): { threads: number; idle: number };
 }
 
 const SUPPORTED_NODE = '^20.19.0 || >=22.12.0';

@@ -155,7 +155,7 @@ std::string Connection::LibraryError(const char* fallback) {
   std::string message = r_ != nullptr ? remctl_error(r_) : fallback;
   // A blocking read or write gives up after the socket's timeout of silence
   // (SO_RCVTIMEO, SO_SNDTIMEO); the kernel's clock says whether that is why.
-  if (link_ && blocking_ && !link_->timed_out() && link_->timeout() > 0 &&
+  if (link_ && socket_timeouts_ && !link_->timed_out() && link_->timeout() > 0 &&
       !link_->PeerClosed() && link_->IdleMs() >= link_->timeout() * 1000 - kTimeoutSlackMs) {
     link_->TimeOut();
   }
@@ -190,6 +190,17 @@ void Connection::SetBlocking(bool blocking) {
 
 void Connection::TimeOut() {
   if (link_) link_->TimeOut();
+}
+
+int64_t Connection::TimeOutIfIdle(int64_t timeout_ms) {
+  std::lock_guard<std::mutex> lock(cancel_mutex_);
+  // Connecting, or between connections: the connect has its own timeout.
+  if (!link_) return timeout_ms;
+  if (link_->timed_out()) return 0;
+  const int64_t idle = link_->IdleMs();
+  if (idle < timeout_ms) return timeout_ms - idle;
+  link_->TimeOut();
+  return 0;
 }
 
 void Connection::Teardown() {
@@ -315,7 +326,7 @@ Status Connection::OpenOnce(const Settings& settings) {
   int lib_fd = -1;
   std::unique_ptr<Link> link = Link::Start(std::move(server), &lib_fd, &error);
   if (!link) return Fail(error);
-  link->SetTimeout(settings.timeout);
+  if (socket_timeouts_) link->SetTimeout(settings.timeout);
   blocking_ = true;
   SetLink(std::move(link));
   // A cancel that came while connecting found no link to shut down.
@@ -343,7 +354,7 @@ Status Connection::Command(const Arguments& args, bool as_strings,
     vector[i].iov_len = args.lengths[i];
     offset += args.lengths[i];
   }
-  link_->SetTimeout(settings.timeout);
+  if (socket_timeouts_) link_->SetTimeout(settings.timeout);
   bool ok;
   if (as_strings) {
     std::vector<std::string> copies;
@@ -374,7 +385,7 @@ struct remctl_output* Connection::ReadOutput(const Settings& settings,
     *status = Fail("no connection open");
     return nullptr;
   }
-  link_->SetTimeout(settings.timeout);
+  if (socket_timeouts_) link_->SetTimeout(settings.timeout);
   struct remctl_output* output = remctl_output(r_);
   if (output == nullptr) {
     *status = Fail(LibraryError("cannot read output"));
@@ -423,7 +434,7 @@ Status Connection::Noop(const Settings& settings) {
   if (cancelled()) return Cancelled();
   Status connected = EnsureConnected(settings);
   if (!connected.ok) return connected;
-  link_->SetTimeout(settings.timeout);
+  if (socket_timeouts_) link_->SetTimeout(settings.timeout);
   const bool ok = remctl_noop(r_) != 0;
   if (!ok) return Fail(LibraryError("cannot send noop"));
   return {};

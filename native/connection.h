@@ -170,6 +170,12 @@ class Connection {
   // Milliseconds since the server last sent or acknowledged anything; -1
   // without a connection.
   int64_t IdleMs() const { return link_ ? link_->IdleMs() : -1; }
+  // Any thread, for a call blocked on a thread of ours: ends the connection
+  // if the server has been silent for timeout_ms, else returns how much of
+  // it is left (0 once timed out).
+  int64_t TimeOutIfIdle(int64_t timeout_ms);
+  // With no event loop to time calls (remctlSync), the socket does.
+  void UseSocketTimeouts() { socket_timeouts_ = true; }
 
   // Any thread: ends the current connection at once; a blocked call
   // returns, and every later operation fails without touching the network.
@@ -204,6 +210,7 @@ class Connection {
   OpenTarget target_;
   bool opened_ = false;
   bool blocking_ = true;
+  bool socket_timeouts_ = false;
   // A command was sent and its output has not ended: libremctl's next
   // remctl_output reads from the socket (otherwise it returns at once).
   bool expecting_ = false;

@@ -42,11 +42,13 @@ Engine::~Engine() = default;
 Engine& Engine::Of(Napi::Env env) { return *env.GetInstanceData<Engine>(); }
 
 std::string Engine::Submit(std::unique_ptr<BlockingWork> work) {
+  Reap();
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (queue_.size() >= idle_) {
       try {
-        StartThread("remctl", [this] { Serve(); }).detach();
+        std::thread thread = StartThread("remctl", [this] { Serve(); });
+        running_.emplace(thread.get_id(), std::move(thread));
         threads_++;
       } catch (const std::system_error& e) {
         return std::string("cannot start a thread for the connection: ") +
@@ -80,15 +82,29 @@ void Engine::Serve() {
     idle_--;
     if (!woken) break;
   }
-  // The last this thread touches of the engine: the teardown may free it as
-  // soon as it sees the count fall.
   threads_--;
+  ended_threads_.push_back(std::this_thread::get_id());
   ended_.notify_all();
 }
 
-size_t Engine::threads() {
+void Engine::Reap() {
+  std::vector<std::thread> ended;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (std::thread::id id : ended_threads_) {
+      auto found = running_.find(id);
+      if (found == running_.end()) continue;
+      ended.push_back(std::move(found->second));
+      running_.erase(found);
+    }
+    ended_threads_.clear();
+  }
+  for (std::thread& thread : ended) thread.join();
+}
+
+std::pair<size_t, size_t> Engine::threads() {
   std::lock_guard<std::mutex> lock(mutex_);
-  return threads_;
+  return {threads_, idle_};
 }
 
 void Engine::OnDone(uv_async_t* async) {
@@ -98,6 +114,7 @@ void Engine::OnDone(uv_async_t* async) {
     std::lock_guard<std::mutex> lock(engine->mutex_);
     done.swap(engine->done_);
   }
+  engine->Reap();
   if (done.empty()) return;
   engine->outstanding_ -= done.size();
   if (engine->outstanding_ == 0) uv_unref(reinterpret_cast<uv_handle_t*>(engine->done_signal_));
@@ -148,6 +165,7 @@ void Engine::Teardown(napi_async_cleanup_hook_handle, void* arg) {
     engine->ended_.wait(lock, [engine] { return engine->threads_ == 0; });
     done.swap(engine->done_);
   }
+  engine->Reap();
   {
     Napi::Env env(engine->env_);
     Napi::HandleScope scope(env);
@@ -296,10 +314,14 @@ void Conn::Pump() {
       connection_->SetBlocking(true);
       blocking_ = true;
       std::string error = engine_.Submit(std::make_unique<BlockStep>(self, &op));
-      if (error.empty()) break;
+      if (error.empty()) {
+        ArmTimer(op.timeout());
+        break;
+      }
       blocking_ = false;
       connection_->SetBlocking(false);
       op.Fail({false, std::move(error)});
+      continue;  // Advance reports the failure
     }
     std::unique_ptr<Op> done = std::move(queue_.front());
     queue_.pop_front();
@@ -318,6 +340,8 @@ void Conn::Pump() {
 
 void Conn::BlockDone() {
   blocking_ = false;
+  if (timer_ != nullptr) uv_timer_stop(timer_);
+  timer_timeout_ = 0;
   Pump();
 }
 
@@ -389,7 +413,14 @@ void Conn::OnTimer(uv_timer_t* timer) {
 }
 
 void Conn::TimedOut() {
-  if (blocking_ || queue_.empty()) return;
+  if (queue_.empty()) return;
+  if (blocking_) {
+    // The thread's call returns once its socket is shut down.
+    if (timer_timeout_ == 0) return;
+    const int64_t left = connection_->TimeOutIfIdle(static_cast<int64_t>(timer_timeout_) * 1000);
+    if (left > 0) uv_timer_start(timer_, &Conn::OnTimer, static_cast<uint64_t>(left), 0);
+    return;
+  }
   if (connection_->cancelled() || timer_timeout_ == 0) {
     Pump();
     return;

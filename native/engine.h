@@ -17,6 +17,8 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -77,14 +79,19 @@ class Engine {
   // for every close to complete.
   void Close(uv_handle_t* handle);
 
-  // Threads of ours alive now, for the tests.
-  size_t threads();
+  // Threads of ours alive now, and how many of them are idle, waiting for
+  // work: for the tests and the bench.
+  std::pair<size_t, size_t> threads();
 
  private:
   static void OnDone(uv_async_t* async);
   static void Teardown(napi_async_cleanup_hook_handle handle, void* arg);
   void Serve();
   void Closed();
+  // Loop thread: joins the threads that have ended. Every thread is joined,
+  // never detached: a worker_thread's environment unloads the addon when it
+  // ends, and no thread may still be running its code then.
+  void Reap();
 
   napi_env env_;
   uv_loop_t* loop_ = nullptr;
@@ -102,6 +109,8 @@ class Engine {
   std::deque<std::unique_ptr<BlockingWork>> queue_;  // under mutex_
   std::vector<std::unique_ptr<BlockingWork>> done_;  // under mutex_
   size_t threads_ = 0;                               // under mutex_
+  std::unordered_map<std::thread::id, std::thread> running_;  // under mutex_
+  std::vector<std::thread::id> ended_threads_;       // under mutex_
   size_t idle_ = 0;                                  // under mutex_
   bool quit_ = false;                                // under mutex_
 };

@@ -484,6 +484,7 @@ Napi::Value RemctlHandle::RunSync(const Napi::CallbackInfo& info) {
   closed_ = true;
   used_ = true;
   // On the calling thread, the socket blocking, as the C library does it.
+  conn_->connection().UseSocketTimeouts();
   RunResult result = RunOnConnection(conn_->connection(), target.Take(), args,
                                      settings_, ToMaxOutput(info[2]));
   return ToRunArray(env, std::move(result));
@@ -570,7 +571,12 @@ Napi::Value RemctlHandle::SetSocketBuffers(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Threads(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), static_cast<double>(Engine::Of(info.Env()).threads()));
+  Napi::Env env = info.Env();
+  const auto [threads, idle] = Engine::Of(env).threads();
+  Napi::Object counts = Napi::Object::New(env);
+  counts.Set("threads", static_cast<double>(threads));
+  counts.Set("idle", static_cast<double>(idle));
+  return counts;
 }
 
 }  // namespace remctl_node

@@ -51,7 +51,8 @@ class RemctlHandle : public Napi::ObjectWrap<RemctlHandle> {
 // client uses for the default principal. Blocking: for the command-line tool.
 Napi::Value CanonicalName(const Napi::CallbackInfo& info);
 
-// threads(): the threads of ours this environment has now, for the tests.
+// threads(): {threads, idle}, the threads of ours this environment has now
+// and how many of them wait for work, for the tests and the bench.
 Napi::Value Threads(const Napi::CallbackInfo& info);
 
 }  // namespace remctl_node

@@ -237,13 +237,20 @@ void Link::SetBlocking(bool blocking) {
   if (wanted != flags) fcntl(socket_.get(), F_SETFL, wanted);
 }
 
+// libremctl's reads (socket_xread in util/network.c) take EAGAIN as no
+// progress and try again, giving up after 100 tries in a row; its writes
+// (xwrite) give up on the first. So a read waits a hundredth of the timeout
+// each try, and a silent server fails it after the whole timeout.
+constexpr long kReadTries = 100;
+
 void Link::SetTimeout(long timeout) {
   if (timeout == timeout_) return;
   timeout_ = timeout;
-  timeval wait{};
-  wait.tv_sec = timeout > 0 ? timeout : 0;
-  setsockopt(socket_.get(), SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof(wait));
-  setsockopt(socket_.get(), SOL_SOCKET, SO_SNDTIMEO, &wait, sizeof(wait));
+  const long read_ms = timeout > 0 ? std::max(timeout * 1000 / kReadTries, 1L) : 0;
+  timeval read_wait{read_ms / 1000, (read_ms % 1000) * 1000};
+  timeval write_wait{timeout > 0 ? timeout : 0, 0};
+  setsockopt(socket_.get(), SOL_SOCKET, SO_RCVTIMEO, &read_wait, sizeof(read_wait));
+  setsockopt(socket_.get(), SOL_SOCKET, SO_SNDTIMEO, &write_wait, sizeof(write_wait));
 }
 
 namespace {

@@ -100,9 +100,10 @@ class Link {
   // where libremctl is only called when it cannot block, and a read or write
   // that would wait fails instead of hanging the event loop).
   void SetBlocking(bool blocking);
-  // For blocking use: a read or write that waits timeout seconds without the
-  // server sending or acknowledging anything fails (SO_RCVTIMEO and
-  // SO_SNDTIMEO, which the kernel measures from the last activity). 0: never.
+  // For blocking use with no event loop (remctlSync): a read or write that
+  // waits timeout seconds without the server sending or acknowledging
+  // anything fails (SO_SNDTIMEO, and SO_RCVTIMEO at a hundredth of it: see
+  // socket.cc). 0: never.
   void SetTimeout(long timeout);
   long timeout() const { return timeout_; }
 

@@ -14,7 +14,7 @@ import { realm } from './realm-context.mjs';
 import { freePort } from './realm-control.mjs';
 import { remctlThreads, unblockedSignals } from './thread-masks.mjs';
 
-const SYNC_WATCHDOG = fileURLToPath(new URL('./fixtures/sync-watchdog.mjs', import.meta.url));
+const SYNC_THREADS = fileURLToPath(new URL('./fixtures/sync-threads.mjs', import.meta.url));
 const NO_THREADS = fileURLToPath(new URL('./fixtures/no-threads.mjs', import.meta.url));
 const TEARDOWN_QUEUED = fileURLToPath(new URL('./fixtures/teardown-queued.mjs', import.meta.url));
 
@@ -34,12 +34,13 @@ async function connect(options: { timeout?: number } = {}): Promise<Remctl> {
 }
 
 describe('the threads the addon starts', () => {
-  test('every connection thread and the timeout watchdog block every signal, and the JavaScript thread keeps its own mask', async () => {
+  test('the threads that open connections block every signal, no other thread of ours exists, and the JavaScript thread keeps its own mask', async () => {
     const mainBefore = unblockedSignals(process.pid);
     await Promise.all([connect({ timeout: 30 }), connect({ timeout: 30 }), connect({ timeout: 30 })]);
+    // The opens' threads stay a few seconds, idle, for the next open.
     const threads = remctlThreads();
-    expect(threads.filter((thread) => thread.name === 'remctl').length).toBeGreaterThanOrEqual(3);
-    expect(threads.filter((thread) => thread.name === 'remctl-watch').length).toBeGreaterThanOrEqual(1);
+    expect(threads.filter((thread) => thread.name === 'remctl').length).toBeGreaterThanOrEqual(1);
+    expect(threads.filter((thread) => thread.name !== 'remctl')).toStrictEqual([]);
     // SIGINT, SIGTERM, SIGUSR1, SIGPIPE, SIGCHLD and SIGALRM among them: no thread of ours
     // leaves any standard signal unblocked.
     expect(threads.map(({ name, unblocked }) => ({ name, unblocked }))).toStrictEqual(
@@ -48,13 +49,13 @@ describe('the threads the addon starts', () => {
     expect(unblockedSignals(process.pid)).toStrictEqual(mainBefore);
   });
 
-  test('the timeout watchdog started by a synchronous call on the JavaScript thread blocks every signal too', async () => {
-    const result = await runNode([SYNC_WATCHDOG], settings);
+  test('a synchronous call with a timeout runs on the JavaScript thread alone, starts no thread, and leaves its signal mask as it was', async () => {
+    const result = await runNode([SYNC_THREADS], settings);
     expect({ code: result.code, signal: result.signal, stderr: result.stderr }).toStrictEqual({ code: 0, signal: null, stderr: '' });
     const report = JSON.parse(result.stdout);
     expect(report.status).toBe(0);
-    expect(report.watchdogs).toHaveLength(1);
-    expect(report.watchdogs[0].unblocked).toStrictEqual([]);
+    expect(report.sawCall).toBe(true);
+    expect(report.threads).toStrictEqual([]);
     // Node's main thread blocks nothing; the call must leave it so.
     expect(report.mainAfter).toStrictEqual(report.mainBefore);
     expect(report.mainBefore.length).toBeGreaterThan(0);
@@ -95,18 +96,22 @@ describe('a promise whose settlement fails', () => {
 });
 
 describe('a thread that cannot be started', () => {
-  test('with no thread to be had (RLIMIT_NPROC), every call that needs one rejects with the reason, and dropped handles are finalized without one', async () => {
+  test('with no thread to be had (RLIMIT_NPROC), every call that needs one fails with the reason, calls that need none work, and dropped handles are finalized without one', async () => {
     const port = await freePort();
     // root is exempt from RLIMIT_NPROC: the fixture makes itself nobody first.
     const run = await runNode([NO_THREADS, String(port)], settings);
     expect({ code: run.code, signal: run.signal, stderr: run.stderr }).toStrictEqual({ code: 0, signal: null, stderr: '' });
-    const reason = "cannot start the connection's thread: Resource temporarily unavailable";
-    const rejected = { rejected: `Error: ${reason}` };
+    const reason = 'cannot start a thread for the connection: Resource temporarily unavailable';
     const results = JSON.parse(run.stdout);
-    expect(results.open).toStrictEqual(rejected);
-    expect(results.openAgain).toStrictEqual(rejected);
-    expect(results.close).toStrictEqual(rejected);
-    expect(results.oneShot).toStrictEqual(rejected);
+    // The C layer resolves failures to false, with the reason in remctl_error.
+    expect(results.open).toStrictEqual({ resolved: 'false' });
+    expect(results.openAgain).toStrictEqual({ resolved: 'false' });
+    expect(results.openError).toBe(reason);
+    expect(results.oneShot).toStrictEqual({ resolved: reason });
+    // Closing, and a command on a handle never opened, need no thread.
+    expect(results.close).toStrictEqual({ resolved: 'undefined' });
+    expect(results.commandUnopened).toStrictEqual({ resolved: 'false' });
+    expect(results.commandUnopenedError).toBe('no connection open');
     expect(results.simple.rejected).toContain(reason);
     expect(results.connect.rejected).toContain(reason);
   });
