@@ -44,8 +44,8 @@ export interface NativeHandle {
   command(command: ReadonlyArray<string | Uint8Array>, asStrings: boolean): Promise<string | undefined>;
   output(): Promise<RemctlOutput | string>;
   /**
-   * The next token and, while more have already arrived, the ones after it,
-   * up to about maxBytes; the last element is the error text if reading failed.
+   * The next token and, while more have already arrived whole, the ones after
+   * it, up to about maxBytes; the last element is the error text if reading failed.
    */
   outputBatch(maxBytes: number): Promise<Array<RemctlOutput | string>>;
   noop(): Promise<string | undefined>;

@@ -19,16 +19,13 @@ export interface TokenSource {
 }
 
 // Tokens are fetched in batches of what has already arrived, up to this
-// much, and two fetches are kept under way, so the connection's thread reads
-// the next batch while JavaScript hands on this one: at most two batches
-// more than the streams hold are ever in memory. Measured with 256 MiB of
-// 4 KiB tokens (the bench and the slow-consumer test): 64 KiB batches
-// stream at ~0.97x libremctl from C but grow the process by 18 MiB (48 MiB
-// in the test), 16 KiB ones ~0.9x and 13 MiB (49), 4 KiB ones ~0.8x and
-// 12.5 MiB (26). V8 collects large chunks' memory later than small ones'.
-// Memory wins: the streams promise it stays flat.
+// much, one fetch at a time: the event loop reads a token as soon as it is
+// whole, so a second fetch under way would only hold more memory. Measured
+// with 256 MiB of 4 KiB tokens: 4 KiB batches grow the process by about 15
+// MiB, 16 KiB ones by 20 (V8 collects large chunks' memory later than small
+// ones'), at the same speed. Memory wins: the streams promise it stays flat.
 const BATCH_BYTES = 4 * 1024;
-const FETCHES_UNDER_WAY = 2;
+const FETCHES_UNDER_WAY = 1;
 
 /**
  * A command running on the server, shaped after child_process.spawn():

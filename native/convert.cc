@@ -14,9 +14,6 @@ namespace {
 // above it (a full 64 KiB token, say) handing the memory over is cheaper.
 constexpr size_t kCopyBelow = 16 * 1024;
 
-// How many times its size a stream token's memory is reported to V8.
-constexpr int64_t kTokenPressure = 16;
-
 [[noreturn]] void ThrowType(Napi::Env env, const std::string& message) {
   throw Napi::TypeError::New(env, message);
 }
@@ -61,20 +58,11 @@ Arguments ToArguments(const Napi::Value& value, const char* name) {
 
 Napi::Buffer<char> TokenBuffer(Napi::Env env, ByteBuffer&& bytes) {
   const size_t size = bytes.size();
-  if (size == 0) return Napi::Buffer<char>::New(env, 0);
-  // The memory is ours, freed by a finalizer, and reported to V8 at several
-  // times its size: V8 starts a collection once reported memory has grown by
-  // about 64 MiB, and a stream's small, short-lived Buffers would otherwise
-  // pile up that much garbage first. 256 MiB streamed through a slow
-  // consumer grew the process by 87 MiB on Node 24 with plain copies, 26 MiB
-  // reported at 4 times, 11 MiB at 16 (Node 20: 15, 29, 11).
-  const int64_t reported = static_cast<int64_t>(size) * kTokenPressure;
-  char* data = bytes.Release();
-  Napi::MemoryManagement::AdjustExternalMemory(env, reported);
-  return Napi::Buffer<char>::New(env, data, size, [reported](Napi::Env finalize_env, char* released) {
-    std::free(released);
-    Napi::MemoryManagement::AdjustExternalMemory(finalize_env, -reported);
-  });
+  // A copy into memory V8 allocates and accounts for at its real size; ours
+  // is freed at once.
+  Napi::Buffer<char> buffer = Napi::Buffer<char>::Copy(env, size ? bytes.data() : "", size);
+  bytes = ByteBuffer();
+  return buffer;
 }
 
 Napi::Buffer<char> ToBuffer(Napi::Env env, ByteBuffer&& bytes) {
