@@ -124,8 +124,7 @@ char* ByteBuffer::Release() {
 }
 
 Connection::Connection()
-    : cancel_(MakeEventFd()),
-      jitter_seed_(static_cast<unsigned>(reinterpret_cast<uintptr_t>(this))) {}
+    : jitter_seed_(static_cast<unsigned>(reinterpret_cast<uintptr_t>(this))) {}
 
 Connection::~Connection() { Close(); }
 
@@ -248,25 +247,25 @@ Status Connection::Open(OpenTarget target, const Settings& settings) {
     return Cancelled();
   }
   {
+    // What a cancel interrupts while connecting or waiting to retry: held
+    // only while opening, so an open connection costs its socket alone.
     std::lock_guard<std::mutex> lock(cancel_mutex_);
-    // Never drained: a cancel stays signalled for good. One made while this
-    // was closed is signalled anew.
-    if (!cancel_.valid()) {
-      cancel_ = MakeEventFd();
-      if (cancel_.valid() && cancelled()) SignalEventFd(cancel_.get());
-    }
+    cancel_ = MakeEventFd();
+    if (cancel_.valid() && cancelled()) SignalEventFd(cancel_.get());
   }
   if (!cancel_.valid()) return Fail(std::string("cannot create eventfd: ") + strerror(errno));
   target_ = std::move(target);
+  Status status;
   for (long attempt = 0;; attempt++) {
-    Status status = OpenOnce(settings);
-    if (status.ok || attempt >= settings.open_retries || !RetryableOpenFailure()) {
-      return status;
-    }
+    status = OpenOnce(settings);
+    if (status.ok || attempt >= settings.open_retries || !RetryableOpenFailure()) break;
     const int64_t delay = RetryDelayMs(settings.open_retry_delay_ms, attempt);
     const int64_t jitter = delay > 1 ? rand_r(&jitter_seed_) % (delay / 2 + 1) : 0;
-    if (WaitEventFd(cancel_.get(), static_cast<long>(delay + jitter))) return status;
+    if (WaitEventFd(cancel_.get(), static_cast<long>(delay + jitter))) break;
   }
+  std::lock_guard<std::mutex> lock(cancel_mutex_);
+  cancel_.Reset();
+  return status;
 }
 
 // Only a connection the server dropped during authentication is worth
