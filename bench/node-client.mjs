@@ -6,11 +6,12 @@
 //
 // usage: node bench/node-client.mjs '{"mode":"session","host":...}'
 import { once } from 'node:events';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Remctl, _remctl, remctl, spawn } from '../dist/index.js';
+import { addon } from '../dist/addon.js';
 
 /**
  * @typedef {object} Job
@@ -26,6 +27,7 @@ import { Remctl, _remctl, remctl, spawn } from '../dist/index.js';
  * @property {number} [calls] concurrent calls, for fanout and eventloop
  * @property {string} [file] the small file that eventloop reads
  * @property {number} [idleMs] how long eventloop measures the idle process
+ * @property {number} [connections] idle connections held open, for scale
  */
 
 const job = /** @type {Job} */ (JSON.parse(process.argv[2]));
@@ -246,6 +248,38 @@ const modes = {
       const { stdout } = await remctl(job.host, command, { ...target, maxBuffer: Infinity });
       return stdout.length;
     });
+  },
+
+  // Opens job.connections connections (16 opens at a time) and keeps them
+  // idle: the threads of ours (idle ones waiting for the next open
+  // included), resident memory and descriptors they cost; then a noop on
+  // each of them at once.
+  async scale() {
+    const fds = () => readdirSync('/proc/self/fd').length;
+    const rssBefore = statusKiB('VmRSS');
+    const fdsBefore = fds();
+    const connections = [];
+    for (let i = 0; i < job.connections; i += 16) {
+      const width = Math.min(16, job.connections - i);
+      connections.push(...(await Promise.all(Array.from({ length: width }, () => Remctl.connect(job.host, target)))));
+    }
+    const rssGrowthKiB = statusKiB('VmRSS') - rssBefore;
+    const fdsGrowth = fds() - fdsBefore;
+    const { threads } = addon.threads();
+    const started = performance.now();
+    const outcomes = await Promise.allSettled(connections.map((connection) => connection.noop()));
+    const noopWallMs = performance.now() - started;
+    const errors = [...new Set(outcomes.filter((o) => o.status === 'rejected').map((o) => String(o.reason?.message ?? o.reason)))];
+    await Promise.all(connections.map((connection) => connection.close()));
+    return {
+      connections: connections.length,
+      rssGrowthKiB,
+      fds: fdsGrowth,
+      threads,
+      noopWallMs,
+      succeeded: outcomes.filter((o) => o.status === 'fulfilled').length,
+      errors,
+    };
   },
 
   async fanout() {

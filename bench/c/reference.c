@@ -11,7 +11,11 @@
  *   reference stream   HOST PORT PRINCIPAL ARG...
  *   reference buffered HOST PORT PRINCIPAL ARG...
  *   reference fanout   HOST PORT PRINCIPAL CALLS ARG...
+ *   reference scale    HOST PORT PRINCIPAL CONNECTIONS
  *
+ * scale opens CONNECTIONS connections one after another and keeps them
+ * idle, then sends a noop on each at once, one thread per connection (the
+ * threads started and waiting before the clock starts).
  * session sends EXTRA more arguments of SIZE bytes after ARG... with each
  * command. Latencies are in milliseconds, CPU is getrusage(RUSAGE_SELF)
  * user plus system time, and memory is the peak resident set above the
@@ -26,6 +30,7 @@
 #include <sys/resource.h>
 #include <sys/uio.h>
 #include <time.h>
+#include <unistd.h>
 
 static double now_ms(void) {
     struct timespec ts;
@@ -310,6 +315,61 @@ static int mode_fanout(const char *host, int port, const char *principal, int ca
     return 0;
 }
 
+struct idle_connection {
+    struct remctl *r;
+    pthread_barrier_t *start;
+    int ok;
+};
+
+static void *scale_noop(void *arg) {
+    struct idle_connection *c = arg;
+    pthread_barrier_wait(c->start);
+    c->ok = remctl_noop(c->r);
+    return NULL;
+}
+
+static long count_fds(void) {
+    char path[64];
+    long count = 0;
+    for (int fd = 0; fd < 65536; fd++) {
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+        if (access(path, F_OK) == 0) count++;
+    }
+    return count;
+}
+
+static int mode_scale(const char *host, int port, const char *principal, int connections) {
+    struct idle_connection *all = calloc(connections, sizeof(struct idle_connection));
+    pthread_t *threads = calloc(connections, sizeof(pthread_t));
+    pthread_barrier_t start;
+    long rss_before = status_kib("VmRSS");
+    long fds_before = count_fds();
+    for (int i = 0; i < connections; i++) {
+        all[i].r = remctl_new();
+        if (all[i].r == NULL || !remctl_open(all[i].r, host, port, principal)) die("remctl_open", all[i].r);
+        all[i].start = &start;
+    }
+    long rss_idle = status_kib("VmRSS");
+    long fds_idle = count_fds();
+    pthread_barrier_init(&start, NULL, connections + 1);
+    for (int i = 0; i < connections; i++) {
+        if (pthread_create(&threads[i], NULL, scale_noop, &all[i]) != 0) {
+            fprintf(stderr, "reference: cannot start thread %d\n", i);
+            return 1;
+        }
+    }
+    double begin = now_ms();
+    pthread_barrier_wait(&start);
+    for (int i = 0; i < connections; i++) pthread_join(threads[i], NULL);
+    double wall = now_ms() - begin;
+    int succeeded = 0;
+    for (int i = 0; i < connections; i++) succeeded += all[i].ok;
+    printf("{\"connections\":%d,\"rssGrowthKiB\":%ld,\"fds\":%ld,\"threads\":%d,\"noopWallMs\":%.3f,\"succeeded\":%d}\n",
+           connections, rss_idle - rss_before, fds_idle - fds_before, 0, wall, succeeded);
+    for (int i = 0; i < connections; i++) remctl_close(all[i].r);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 6) {
         fprintf(stderr, "usage: reference MODE HOST PORT PRINCIPAL ... (see the source)\n");
@@ -334,6 +394,7 @@ int main(int argc, char **argv) {
     if (strcmp(mode, "fanout") == 0 && argc >= 7) {
         return mode_fanout(host, port, principal, atoi(argv[5]), (const char **) &argv[6]);
     }
+    if (strcmp(mode, "scale") == 0 && argc >= 6) return mode_scale(host, port, principal, atoi(argv[5]));
     fprintf(stderr, "reference: unknown mode or missing arguments: %s\n", mode);
     return 2;
 }
