@@ -13,20 +13,22 @@ export interface NativeRunResult {
   errorMessage: string | undefined;
 }
 
-/** What the native side resolves a run to; see unpackRun. */
+/** What the native side resolves a run to, the output as ArrayBuffers (undefined when empty); see unpackRun. */
 export type NativeRunArray = [
   ok: boolean,
   message: string | undefined,
-  stdout: Buffer,
-  stderr: Buffer,
+  stdout: ArrayBuffer | undefined,
+  stderr: ArrayBuffer | undefined,
   status: number,
   exceeded: boolean,
   errorCode: number | undefined,
   errorMessage: string | undefined,
 ];
 
+const bytes = (data: ArrayBuffer | undefined): Buffer => (data === undefined ? Buffer.alloc(0) : Buffer.from(data));
+
 export function unpackRun([ok, message, stdout, stderr, status, exceeded, errorCode, errorMessage]: NativeRunArray): NativeRunResult {
-  return { ok, message, stdout, stderr, status, exceeded, errorCode, errorMessage };
+  return { ok, message, stdout: bytes(stdout), stderr: bytes(stderr), status, exceeded, errorCode, errorMessage };
 }
 
 /** Where to open: a host (and port), numeric addresses, or a descriptor. */

@@ -172,6 +172,7 @@ Readiness Connection::TokenReadiness() const {
 bool Connection::CommandCannotBlock(const Arguments& args) const {
   if (cancelled()) return true;
   const bool connected = opened_ && link_ && link_->alive();
+  known_alive_ = connected;
   if (!connected) return !Reopenable();
   // The message, cut into tokens of TOKEN_MAX_DATA, each with its header,
   // GSS-API's wrapping (under 64 bytes with Kerberos) and the 5-byte framing.
@@ -230,7 +231,9 @@ bool Connection::Reopenable() const {
 // Before a command: a connection the server closed since the last one is
 // reopened, as libremctl does for connections it opened by host name.
 Status Connection::EnsureConnected(const Settings& settings) {
-  if (opened_ && link_->alive()) return {};
+  const bool known_alive = known_alive_;
+  known_alive_ = false;
+  if (opened_ && link_ && (known_alive || link_->alive())) return {};
   // As libremctl: a connection opened by host name is reopened, also when
   // the last attempt to reopen it failed.
   if (!Reopenable()) {

@@ -211,6 +211,9 @@ class Connection {
   bool opened_ = false;
   bool blocking_ = true;
   bool socket_timeouts_ = false;
+  // CommandCannotBlock found the connection alive just before Command: one
+  // check of the socket is enough.
+  mutable bool known_alive_ = false;
   // A command was sent and its output has not ended: libremctl's next
   // remctl_output reads from the socket (otherwise it returns at once).
   bool expecting_ = false;

@@ -65,15 +65,18 @@ Napi::Buffer<char> TokenBuffer(Napi::Env env, ByteBuffer&& bytes) {
   return buffer;
 }
 
-Napi::Buffer<char> ToBuffer(Napi::Env env, ByteBuffer&& bytes) {
+Napi::Value ToBytes(Napi::Env env, ByteBuffer&& bytes) {
   const size_t size = bytes.size();
+  if (size == 0) return env.Undefined();
   if (size < kCopyBelow) {
-    return Napi::Buffer<char>::Copy(env, size ? bytes.data() : "", size);
+    Napi::ArrayBuffer copy = Napi::ArrayBuffer::New(env, size);
+    std::memcpy(copy.Data(), bytes.data(), size);
+    return copy;
   }
   char* data = bytes.Release();
   Napi::MemoryManagement::AdjustExternalMemory(env, static_cast<int64_t>(size));
-  return Napi::Buffer<char>::New(
-      env, data, size, [size](Napi::Env finalize_env, char* released) {
+  return Napi::ArrayBuffer::New(
+      env, data, size, [size](Napi::Env finalize_env, void* released) {
         std::free(released);
         Napi::MemoryManagement::AdjustExternalMemory(
             finalize_env, -static_cast<int64_t>(size));

@@ -302,7 +302,7 @@ void Conn::Pump() {
     const Step step = op.Advance(*this);
     if (step == Step::kRead) {
       Watch();
-      if (reading_) {
+      if (wanted_) {
         ArmTimer(op.timeout());
         break;
       }
@@ -364,10 +364,13 @@ void Conn::Watch() {
     uv_poll_start(poll_, UV_READABLE | UV_DISCONNECT, &Conn::OnReadable);
     reading_ = true;
   }
+  if (!wanted_) uv_ref(reinterpret_cast<uv_handle_t*>(poll_));
+  wanted_ = true;
 }
 
 void Conn::Unwatch() {
   reading_ = false;
+  wanted_ = false;
   if (poll_ == nullptr) return;
   engine_.Close(reinterpret_cast<uv_handle_t*>(poll_));
   poll_ = nullptr;
@@ -375,8 +378,8 @@ void Conn::Unwatch() {
 }
 
 void Conn::StopWaiting() {
-  if (reading_ && poll_ != nullptr) uv_poll_stop(poll_);
-  reading_ = false;
+  if (wanted_ && poll_ != nullptr) uv_unref(reinterpret_cast<uv_handle_t*>(poll_));
+  wanted_ = false;
   if (timer_ != nullptr) uv_timer_stop(timer_);
   timer_timeout_ = 0;
 }
@@ -402,6 +405,13 @@ void Conn::ArmTimer(long timeout) {
 
 void Conn::OnReadable(uv_poll_t* poll, int, int) {
   Conn* conn = static_cast<Conn*>(poll->data);
+  if (!conn->wanted_) {
+    // Readable with nobody waiting (the server closed, say): a level-
+    // triggered poll would fire again and again.
+    uv_poll_stop(poll);
+    conn->reading_ = false;
+    return;
+  }
   conn->last_activity_ = uv_now(conn->engine_.loop());
   conn->connection_->Woken();
   conn->engine_.AsCallback([conn] { conn->Pump(); });

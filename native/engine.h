@@ -205,7 +205,11 @@ class Conn : public std::enable_shared_from_this<Conn> {
   bool stopped_ = false;
   uv_poll_t* poll_ = nullptr;
   int polled_fd_ = -1;
+  // The poll is started, and whether an operation waits on it. Between
+  // operations it stays started but unreferenced, so that a session's next
+  // wait costs no epoll_ctl; it stops only if it fires with nobody waiting.
   bool reading_ = false;
+  bool wanted_ = false;
   uv_timer_t* timer_ = nullptr;
   long timer_timeout_ = 0;  // seconds, while the timer runs
   uint64_t last_activity_ = 0;

@@ -219,15 +219,16 @@ class BatchOp : public CallOp {
   std::vector<Token> tokens_;
 };
 
-// [ok, message, stdout, stderr, status, exceeded, errorCode, errorMessage]:
+// [ok, message, stdout, stderr, status, exceeded, errorCode, errorMessage],
+// stdout and stderr as ArrayBuffers or undefined when empty:
 // elements, not named properties, which cost a string lookup and a shape
 // change each; lib/addon.ts turns it into an object.
 Napi::Array ToRunArray(Napi::Env env, RunResult&& result) {
   Napi::Array array = Napi::Array::New(env, 8);
   array.Set(0u, Napi::Boolean::New(env, result.status.ok));
   if (!result.status.ok) array.Set(1u, Napi::String::New(env, result.status.message));
-  array.Set(2u, ToBuffer(env, std::move(result.out)));
-  array.Set(3u, ToBuffer(env, std::move(result.err)));
+  array.Set(2u, ToBytes(env, std::move(result.out)));
+  array.Set(3u, ToBytes(env, std::move(result.err)));
   array.Set(4u, Napi::Number::New(env, result.exit_status));
   array.Set(5u, Napi::Boolean::New(env, result.exceeded));
   if (result.protocol_error) {
@@ -276,8 +277,15 @@ class RunOp : public CallOp {
         case Phase::kSend:
           if (!connection.CommandCannotBlock(args_)) return Step::kBlock;
           Send(connection);
+          fresh_ = phase_ == Phase::kRead;
           break;
         case Phase::kRead: {
+          // Just sent: the answer cannot be there yet, and the poll says
+          // when it is.
+          if (fresh_) {
+            fresh_ = false;
+            if (connection.WaitFor(1)) return Step::kRead;
+          }
           const Step wait = AwaitToken(connection);
           if (wait != Step::kDone) return wait;
           ReadOne(connection);
@@ -342,6 +350,7 @@ class RunOp : public CallOp {
   RunCollector collector_;
   std::unique_ptr<TargetHolder> open_first_;
   Phase phase_;
+  bool fresh_ = false;
   RunResult result_;
 };
 

@@ -263,20 +263,22 @@ constexpr unsigned char kTokenProtocol = 0x40;
 }  // namespace
 
 Readiness Link::TokenReadiness() const {
-  unsigned char header[5];
-  const ssize_t n = recv(socket_.get(), header, sizeof(header), MSG_PEEK | MSG_DONTWAIT);
+  // A small token (a status, a short output) is seen whole by the peek
+  // alone; a larger one needs the count of what is buffered.
+  unsigned char peeked[512];
+  const ssize_t n = recv(socket_.get(), peeked, sizeof(peeked), MSG_PEEK | MSG_DONTWAIT);
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
     return {false, 1, false};
   }
   // End of file or an error: libremctl's read reports it without waiting.
   if (n <= 0) return {true, 0, false};
-  const bool version1 = (header[0] & kTokenProtocol) == 0;
+  const bool version1 = (peeked[0] & kTokenProtocol) == 0;
   if (n < 5) return {false, 5, version1};
-  const uint32_t length = (uint32_t(header[1]) << 24) | (uint32_t(header[2]) << 16) |
-                          (uint32_t(header[3]) << 8) | uint32_t(header[4]);
+  const uint32_t length = (uint32_t(peeked[1]) << 24) | (uint32_t(peeked[2]) << 16) |
+                          (uint32_t(peeked[3]) << 8) | uint32_t(peeked[4]);
   if (length > kMaxTokenLength) return {true, 0, version1};
   const size_t need = 5 + size_t(length);
-  if (Unread() >= need) return {true, 0, version1};
+  if (size_t(n) >= need || Unread() >= need) return {true, 0, version1};
   return {false, need, version1};
 }
 
