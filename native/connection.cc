@@ -163,14 +163,16 @@ std::string Connection::LibraryError(const char* fallback) {
 }
 
 Readiness Connection::TokenReadiness() const {
-  if (cancelled() || r_ == nullptr || !opened_ || !link_ || !expecting_) {
-    return {true, 0, false};
-  }
+  if (cancelled() || r_ == nullptr || !opened_ || !expecting_) return {true, 0, false};
+  // Protocol version 1 runs on libremctl's own socket, which only a thread
+  // of ours reads (WaitFor refuses the loop).
+  if (!link_) return {false, 1, version1_};
   return link_->TokenReadiness();
 }
 
 bool Connection::CommandCannotBlock(const Arguments& args) const {
   if (cancelled()) return true;
+  if (version1_) return !opened_;
   const bool connected = opened_ && link_ && link_->alive();
   known_alive_ = connected;
   if (!connected) return !Reopenable();
@@ -213,6 +215,7 @@ void Connection::Teardown() {
 
 void Connection::Disconnect() {
   expecting_ = false;
+  version1_ = false;
   if (r_ != nullptr) {
     // libremctl's goodbye gives up at once rather than wait on a server
     // that stopped reading.
@@ -233,6 +236,8 @@ bool Connection::Reopenable() const {
 Status Connection::EnsureConnected(const Settings& settings) {
   const bool known_alive = known_alive_;
   known_alive_ = false;
+  // libremctl reopens a version 1 connection for each command itself.
+  if (version1_ && opened_) return {};
   if (opened_ && link_ && (known_alive || link_->alive())) return {};
   // As libremctl: a connection opened by host name is reopened, also when
   // the last attempt to reopen it failed.
@@ -339,6 +344,47 @@ Status Connection::OpenOnce(const Settings& settings) {
   const bool ok = remctl_open_fd(r_, host, lib_fd, principal) != 0;
   if (!ok) return Fail(LibraryError("cannot open connection"));
   opened_ = true;
+  if (target_.kind == OpenTarget::Kind::kHost && SpeaksVersion1()) return OpenVersion1(settings);
+  return {};
+}
+
+// Right after an open, remctl_output has nothing to read under protocol
+// version 2 and returns REMCTL_OUT_DONE at once; under version 1 it reads
+// the socket, which (made non-blocking for this) has nothing either, and
+// fails. The server said which it speaks during the handshake, and this is
+// how libremctl tells.
+bool Connection::SpeaksVersion1() {
+  link_->SetBlocking(false);
+  const bool done = remctl_output(r_) != nullptr;
+  link_->SetBlocking(blocking_);
+  return !done;
+}
+
+// A version 1 server closes the connection after each command, and
+// libremctl reopens it for the next, but only a connection it opened itself
+// by host name: so such a server gets libremctl's remctl_open, with its own
+// socket, timeout and port fallback, as the C client does. Every call on it
+// then runs on a thread of ours, and an abort cannot interrupt one that is
+// under way (nothing of ours is left to shut down); its timeout still
+// applies.
+Status Connection::OpenVersion1(const Settings& settings) {
+  Disconnect();
+  r_ = remctl_new();
+  if (r_ == nullptr) return Fail("cannot allocate memory");
+  if (settings.ccache && !remctl_set_ccache(r_, settings.ccache->c_str())) {
+    return Fail(LibraryError("cannot set ticket cache"));
+  }
+  if (!settings.source_ip.empty() && !remctl_set_source_ip(r_, settings.source_ip.c_str())) {
+    return Fail(LibraryError("cannot set source address"));
+  }
+  if (settings.timeout > 0) remctl_set_timeout(r_, settings.timeout);
+  if (cancelled()) return Cancelled();
+  const char* principal = target_.principal ? target_.principal->c_str() : nullptr;
+  if (!remctl_open(r_, target_.host.c_str(), target_.port, principal)) {
+    return Fail(LibraryError("cannot open connection"));
+  }
+  opened_ = true;
+  version1_ = true;
   return {};
 }
 
@@ -356,7 +402,7 @@ Status Connection::Command(const Arguments& args, bool as_strings,
     vector[i].iov_len = args.lengths[i];
     offset += args.lengths[i];
   }
-  if (socket_timeouts_) link_->SetTimeout(settings.timeout);
+  if (socket_timeouts_ && link_) link_->SetTimeout(settings.timeout);
   bool ok;
   if (as_strings) {
     std::vector<std::string> copies;
@@ -387,17 +433,19 @@ struct remctl_output* Connection::ReadOutput(const Settings& settings,
     *status = Fail("no connection open");
     return nullptr;
   }
-  if (socket_timeouts_) link_->SetTimeout(settings.timeout);
+  if (socket_timeouts_ && link_) link_->SetTimeout(settings.timeout);
   struct remctl_output* output = remctl_output(r_);
   if (output == nullptr) {
     *status = Fail(LibraryError("cannot read output"));
     expecting_ = false;
-  } else if (output->type == REMCTL_OUT_OUTPUT) {
+    return output;
+  }
+  // Version 1 sends a command's whole output and status in one token, then
+  // closes: libremctl returns the rest without reading.
+  if (output->type != REMCTL_OUT_OUTPUT || version1_) expecting_ = false;
+  if (link_) {
     link_->Consumed();
-    link_->Acknowledge();
-  } else {
-    link_->Consumed();
-    expecting_ = false;
+    if (output->type == REMCTL_OUT_OUTPUT) link_->Acknowledge();
   }
   return output;
 }
@@ -436,7 +484,7 @@ Status Connection::Noop(const Settings& settings) {
   if (cancelled()) return Cancelled();
   Status connected = EnsureConnected(settings);
   if (!connected.ok) return connected;
-  if (socket_timeouts_) link_->SetTimeout(settings.timeout);
+  if (socket_timeouts_ && link_) link_->SetTimeout(settings.timeout);
   const bool ok = remctl_noop(r_) != 0;
   if (!ok) return Fail(LibraryError("cannot send noop"));
   return {};

@@ -186,6 +186,8 @@ class Connection {
 
  private:
   Status OpenOnce(const Settings& settings);
+  bool SpeaksVersion1();
+  Status OpenVersion1(const Settings& settings);
   bool RetryableOpenFailure();
   void Disconnect();
   void SetLink(std::unique_ptr<Link> link);
@@ -211,6 +213,9 @@ class Connection {
   bool opened_ = false;
   bool blocking_ = true;
   bool socket_timeouts_ = false;
+  // A server speaking protocol version 1, on a connection libremctl opened
+  // itself (see OpenVersion1): there is no link.
+  bool version1_ = false;
   // CommandCannotBlock found the connection alive just before Command: one
   // check of the socket is enough.
   mutable bool known_alive_ = false;

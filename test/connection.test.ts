@@ -736,7 +736,7 @@ describe('a remctld that goes away', () => {
     expect(handler).toBeTypeOf('number');
     const running = r.run(['test', 'sleep', '3']);
     // Once the handler has started the command, kill it: the connection ends with no status.
-    await vi.waitFor(() => expect(childrenOf(handler!)).not.toHaveLength(0));
+    await vi.waitFor(() => expect(childrenOf(handler!)).not.toHaveLength(0), { timeout: 5000 });
     process.kill(handler!, 'SIGKILL');
     const { error, ms } = await rejection(running);
     expect(error).toBeInstanceOf(RemctlError);

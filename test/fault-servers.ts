@@ -112,3 +112,35 @@ export async function tamperingProxy(upstreamPort: number, injection: Buffer, { 
     });
   });
 }
+
+/** The flag by which a client offers protocol version 2 (and a server accepts it). */
+export const TOKEN_PROTOCOL = 0x40;
+
+/**
+ * A proxy to `upstreamPort` that clears TOKEN_PROTOCOL from every token the client sends, so
+ * that remctld, seeing a client that does not offer version 2, speaks protocol version 1 to it
+ * (as remctl before 2.0 did): one command per connection, closed after its output. The token
+ * bodies pass untouched, so authentication works as ever.
+ */
+export async function version1Proxy(upstreamPort: number): Promise<TestServer> {
+  return scriptedServer((client) => {
+    const upstream = connect(upstreamPort, '127.0.0.1');
+    upstream.on('error', () => client.destroy());
+    client.on('error', () => upstream.destroy());
+    client.on('close', () => upstream.destroy());
+    upstream.on('close', () => client.end());
+    let pending = Buffer.alloc(0);
+    client.on('data', (chunk: Buffer) => {
+      pending = Buffer.concat([pending, chunk]);
+      while (pending.length >= 5) {
+        const length = pending.readUInt32BE(1);
+        if (pending.length < 5 + length) break;
+        const token = Buffer.from(pending.subarray(0, 5 + length));
+        token[0] = token[0]! & ~TOKEN_PROTOCOL;
+        upstream.write(token);
+        pending = pending.subarray(5 + length);
+      }
+    });
+    upstream.on('data', (chunk: Buffer) => client.write(chunk));
+  });
+}
