@@ -2,7 +2,7 @@
 // the C API, library and remote failures are return values (false or null,
 // with the text from remctl_error); only programmer errors throw, as a
 // TypeError or RangeError naming the argument. Calls that can wait on the
-// network return Promises and run on the handle's own thread.
+// network return Promises, driven by the event loop (see native/engine.h).
 import { addon, unpackRun, type NativeHandle, type NativeTarget } from './addon.js';
 import type { RemctlOutput } from './output.js';
 import {

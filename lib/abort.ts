@@ -49,7 +49,7 @@ const DEADLINE_GRACE_MS = 500;
  * An open that has not settled within its timeout (and a little grace) is
  * given up: `onExpire` interrupts it and the result rejects. This bounds what
  * the socket's inactivity timeout cannot see, a KDC that does not answer
- * libkrb5; the connection's thread finishes in the background.
+ * libkrb5; the thread opening it finishes in the background.
  */
 export function openDeadline<T>(promise: Promise<T>, seconds: number | undefined, onExpire: () => void): Promise<T> {
   if (!seconds) return promise;

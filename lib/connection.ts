@@ -44,8 +44,8 @@ const RUN_OPTIONS = ['signal', 'encoding', 'maxBuffer'] as const;
 
 /**
  * A persistent connection: several commands over one authenticated
- * session. Calls run in the order they were made, on the connection's own
- * thread. A connection the server closed between commands, or that an
+ * session. Calls run in the order they were made, driven by the event
+ * loop. A connection the server closed between commands, or that an
  * aborted call closed, is reopened by the next call.
  *
  * @example
@@ -58,7 +58,7 @@ export class Remctl implements AsyncDisposable {
   // closed it (then the next call reopens it, to #target).
   #handle: NativeHandle | undefined;
   #target: NativeTarget | undefined;
-  // Why the last open failed: its handle (and thread) are gone already.
+  // Why the last open failed: its handle is gone already.
   #failure: string | undefined;
   // A command sent with command() whose output has not been read to its end.
   #pending = false;
@@ -267,7 +267,7 @@ export class Remctl implements AsyncDisposable {
     return handle.error();
   }
 
-  /** Says goodbye to the server and ends the connection's thread, once the calls made before have ended. */
+  /** Says goodbye to the server and closes the connection, once the calls made before have ended. */
   async close(): Promise<void> {
     this.#closing = true;
     await this.#inTurn(undefined, async () => {
@@ -359,8 +359,9 @@ export class Remctl implements AsyncDisposable {
   }
 
   // A new native connection to target, opened. A failed or abandoned open
-  // leaves nothing behind: its handle is closed, its thread told to go (once
-  // libkrb5 lets go of it, when it is waiting on a KDC), and error() says why.
+  // leaves nothing behind: its handle is closed, the thread opening it told
+  // to stop (once libkrb5 lets go, when it is waiting on a KDC), and error()
+  // says why.
   async #connect(target: NativeTarget, signal: AbortSignal | undefined): Promise<NativeHandle> {
     const handle = newHandle(this.#settings);
     const cancel = () => {

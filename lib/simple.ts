@@ -47,7 +47,8 @@ export function checkSimpleOptions(host: unknown, command: unknown, options: unk
 
 /**
  * Connects, authenticates, runs one command, collects everything and
- * closes: the whole exchange runs on a thread of its own.
+ * closes: the open on a thread of ours, the command and its output on the
+ * event loop.
  *
  * @example
  * const { stdout, status } = await remctl('kdc.example.com', ['kadmin', 'check', 'user'], { encoding: 'utf8' });
