@@ -123,10 +123,15 @@ export function readmeSection(results, chartPath) {
     'How to read it:',
     '',
     '- Latencies pool every round\'s samples, after a few unmeasured warm-up calls. Client CPU is user plus system time of the ' +
-      'whole client process (`process.cpuUsage()`, `getrusage()`): for us that includes every thread of ours, the connection\'s own included.',
+      'whole client process (`process.cpuUsage()`, `getrusage()`): for us that includes every thread of ours (those that open ' +
+      'connections and run noops).',
     '- C\'s counterparts: `remctl_commandv` and `remctl_output` on one connection for the session; libremctl\'s `remctl()` ' +
       'for one-shot calls, buffered bulk (it collects the output in memory) and the fanout, one POSIX thread per call; a ' +
-      '`remctl_output` loop for streamed bulk.',
+      '`remctl_output` loop for streamed bulk; for the scale rows, 1 000 connections opened one after another, then ' +
+      '`remctl_noop` on each from a thread of its own, all released at once.',
+    '- The scale rows count, once the connections are open and idle: the threads of ours alive (those waiting idle for ' +
+      'the next open included), and the growth of resident memory and of open descriptors, each divided by the ' +
+      'connections.',
     `- Throughput is the output's size over the whole call, connecting included, the median round. Peak RSS growth is the ` +
       'high-water mark of the resident set above the resident set at the start of the workload (Linux: `VmHWM` after ' +
       'writing 5 to `/proc/self/clear_refs`), in a fresh process, the worst round.',

@@ -289,12 +289,6 @@ class RunOp : public CallOp {
           const Step wait = AwaitToken(connection);
           if (wait != Step::kDone) return wait;
           ReadOne(connection);
-          if (phase_ == Phase::kEnded && result_.exceeded) {
-            // The rest of the output is still on its way: the connection
-            // cannot carry another command, so it ends here.
-            conn.Unwatch();
-            connection.Teardown();
-          }
           break;
         }
         case Phase::kEnded:
@@ -313,7 +307,6 @@ class RunOp : public CallOp {
         break;
       case Phase::kRead:
         ReadOne(connection);
-        if (phase_ == Phase::kEnded && result_.exceeded) connection.Teardown();
         break;
       case Phase::kEnded:
         break;
@@ -337,7 +330,14 @@ class RunOp : public CallOp {
     struct remctl_output* output = connection.ReadOutput(settings_, &result_.status);
     if (output == nullptr || !collector_.Take(output, result_)) phase_ = Phase::kEnded;
   }
+  // On the loop's thread, which alone may close a socket it polls.
   Step Finish(Conn& conn) {
+    if (result_.exceeded) {
+      // The rest of the output is still on its way: the connection cannot
+      // carry another command, so it ends here.
+      conn.Unwatch();
+      conn.connection().Teardown();
+    }
     if (open_first_) {
       conn.Unwatch();
       conn.connection().Close();
