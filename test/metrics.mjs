@@ -6,6 +6,7 @@ import { readdirSync, readlinkSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { getHeapStatistics, setFlagsFromString } from 'node:v8';
+import { pathToFileURL } from 'node:url';
 import { runInNewContext } from 'node:vm';
 
 /**
@@ -19,7 +20,13 @@ export function exposeGc() {
   return runInNewContext('gc');
 }
 
-import { addon } from '../dist/addon.js';
+// The addon whose idle threads to leave out: the one under test. scripts/native-asan.mjs names
+// the sanitized build's dist/ in REMCTL_DIST for its leak driver (under vitest, an alias
+// redirects ../dist/ instead).
+const { addon } =
+  process.env.REMCTL_DIST && !process.env.VITEST
+    ? await import(pathToFileURL(`${process.env.REMCTL_DIST}/addon.js`).href)
+    : await import('../dist/addon.js');
 
 /**
  * This process's threads, less those of ours that sit idle waiting for the next call that may
