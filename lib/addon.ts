@@ -109,7 +109,42 @@ function load(): NativeAddon {
   }
 }
 
-export const addon: NativeAddon = load();
+/** How the native side settles a call: with its value, or the error that making it raised. */
+type Settle = (value: unknown, error: unknown) => void;
+
+// Made here, not in the wrapper below: the settle function must not keep the
+// handle alive (a closure holds its whole scope chain), or a handle dropped
+// with a call in flight could never be collected and closed.
+function settled(): [Promise<unknown>, Settle] {
+  let settle!: Settle;
+  const promise = new Promise<unknown>((resolve, reject) => {
+    settle = (value, error) => (error === undefined ? resolve(value) : reject(error));
+  });
+  return [promise, settle];
+}
+
+const ASYNC_METHODS = ['open', 'command', 'output', 'outputBatch', 'noop', 'run', 'runOnce', 'close'] as const;
+
+// The native methods (_open, _run...) take the settle function last and
+// return nothing: a Promise made in JavaScript, unlike a napi_deferred,
+// leaves nothing behind when its environment ends with the call still under
+// way. These are the methods of NativeHandle, over them.
+function promising(native: NativeAddon): NativeAddon {
+  const prototype = native.RemctlHandle.prototype as unknown as Record<string, (...args: unknown[]) => unknown>;
+  for (const name of ASYNC_METHODS) {
+    const method = prototype[`_${name}`]!;
+    Object.defineProperty(prototype, name, {
+      value(this: unknown, ...args: unknown[]) {
+        const [promise, settle] = settled();
+        method.call(this, ...args, settle);
+        return promise;
+      },
+    });
+  }
+  return native;
+}
+
+export const addon: NativeAddon = promising(load());
 
 /** Exported for the loader's own tests. */
 export const _internal = { explain, nodeIsSupported };

@@ -183,27 +183,22 @@ void Engine::Teardown(napi_async_cleanup_hook_handle, void* arg) {
   engine->Closed();
 }
 
+Op::Op(Napi::Env env, Napi::Value settle) {
+  if (!settle.IsFunction()) throw Napi::TypeError::New(env, "settle must be a function");
+  settle_ = Napi::Persistent(settle.As<Napi::Function>());
+}
+
 void Op::Settle(Napi::Env env, Conn& conn) {
-  if (settled_) return;
-  settled_ = true;
-  Napi::Value value;
+  if (settle_.IsEmpty()) return;
+  Napi::FunctionReference settle = std::move(settle_);
+  Napi::Value value = env.Undefined();
+  Napi::Value error = env.Undefined();
   try {
     value = Result(env, conn);
   } catch (const Napi::Error& e) {
-    deferred_.Reject(e.Value());
-    return;
+    error = e.Value();
   }
-  deferred_.Resolve(value);
-}
-
-void Op::Abandon(Napi::Env env) {
-  if (settled_) return;
-  settled_ = true;
-  try {
-    deferred_.Reject(env.Undefined());
-  } catch (const Napi::Error&) {
-    // A terminating environment may refuse; the promise is freed anyway.
-  }
+  settle.Call({value, error});
 }
 
 // The head operation's Block(), on a thread of ours.
@@ -239,7 +234,7 @@ Conn::~Conn() {
 
 void Conn::Enqueue(std::unique_ptr<Op> op) {
   if (stopped_) {
-    op->Abandon(Napi::Env(engine_.env()));
+    op->Abandon();
     return;
   }
   queue_.push_back(std::move(op));
@@ -275,8 +270,7 @@ void Conn::Stop() {
   // Freed, if nothing else holds it, once this returns.
   std::shared_ptr<Conn> self = std::move(keep_);
   stopped_ = true;
-  Napi::Env env(engine_.env());
-  for (std::unique_ptr<Op>& op : queue_) op->Abandon(env);
+  for (std::unique_ptr<Op>& op : queue_) op->Abandon();
   queue_.clear();
   Unwatch();
   if (timer_ != nullptr) {
@@ -327,7 +321,11 @@ void Conn::Pump() {
     queue_.pop_front();
     if (timer_ != nullptr) uv_timer_stop(timer_);
     timer_timeout_ = 0;
-    done->Settle(env, *this);
+    try {
+      done->Settle(env, *this);
+    } catch (const Napi::Error&) {
+      // JavaScript cannot run (the environment is ending): nobody to tell.
+    }
   }
   if (queue_.empty()) StopWaiting();
   pumping_ = false;

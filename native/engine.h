@@ -127,13 +127,15 @@ enum class Step {
 // the connection alone.
 class Op {
  public:
-  explicit Op(Napi::Env env) : deferred_(Napi::Promise::Deferred::New(env)) {}
+  // settle(value, error) is JavaScript's (see lib/addon.ts): a function
+  // reference, unlike a napi_deferred, can be freed when the environment
+  // ends with the operation still under way.
+  Op(Napi::Env env, Napi::Value settle);
   virtual ~Op() = default;
-  Napi::Promise promise() const { return deferred_.Promise(); }
 
   virtual Step Advance(Conn& conn) = 0;
   virtual void Block(Connection& connection) {}
-  // The value the promise resolves to.
+  // The value the operation settles with.
   virtual Napi::Value Result(Napi::Env env, Conn& conn) = 0;
   // Ended from outside (a timeout on the loop, a cancel): fails with status.
   virtual void Fail(Status status) = 0;
@@ -142,13 +144,13 @@ class Op {
   // Whether Block may replace or close the connection's socket.
   virtual bool reconnects() const { return true; }
 
+  // Hands JavaScript the result, or the error that making it raised.
   void Settle(Napi::Env env, Conn& conn);
-  // The environment is going away: frees the promise without settling it.
-  void Abandon(Napi::Env env);
+  // The environment is going away: lets go of the callback without a call.
+  void Abandon() { settle_.Reset(); }
 
  private:
-  Napi::Promise::Deferred deferred_;
-  bool settled_ = false;
+  Napi::FunctionReference settle_;
 };
 
 // The loop's side of one connection: its operations, run one at a time in

@@ -47,7 +47,8 @@ class TargetHolder {
 // Advance reports it done.
 class CallOp : public Op {
  public:
-  CallOp(Napi::Env env, Settings settings) : Op(env), settings_(std::move(settings)) {}
+  CallOp(Napi::Env env, Napi::Value settle, Settings settings)
+      : Op(env, settle), settings_(std::move(settings)) {}
   long timeout() const override { return settings_.timeout; }
   void Fail(Status status) override {
     failed_ = true;
@@ -72,16 +73,17 @@ Step AwaitToken(Connection& connection) {
 class StatusOp : public CallOp {
  public:
   enum class Kind { kOpen, kCommand, kNoop };
-  StatusOp(Napi::Env env, Kind kind, Settings settings)
-      : CallOp(env, std::move(settings)), kind_(kind) {}
-  static std::unique_ptr<StatusOp> Open(Napi::Env env, OpenTarget target, Settings settings) {
-    auto op = std::make_unique<StatusOp>(env, Kind::kOpen, std::move(settings));
+  StatusOp(Napi::Env env, Napi::Value settle, Kind kind, Settings settings)
+      : CallOp(env, settle, std::move(settings)), kind_(kind) {}
+  static std::unique_ptr<StatusOp> Open(Napi::Env env, Napi::Value settle, OpenTarget target,
+                                        Settings settings) {
+    auto op = std::make_unique<StatusOp>(env, settle, Kind::kOpen, std::move(settings));
     op->target_ = std::make_unique<TargetHolder>(std::move(target));
     return op;
   }
-  static std::unique_ptr<StatusOp> Command(Napi::Env env, Arguments args, bool as_strings,
-                                           Settings settings) {
-    auto op = std::make_unique<StatusOp>(env, Kind::kCommand, std::move(settings));
+  static std::unique_ptr<StatusOp> Command(Napi::Env env, Napi::Value settle, Arguments args,
+                                           bool as_strings, Settings settings) {
+    auto op = std::make_unique<StatusOp>(env, settle, Kind::kCommand, std::move(settings));
     op->args_ = std::move(args);
     op->as_strings_ = as_strings;
     return op;
@@ -169,8 +171,8 @@ class OutputOp : public CallOp {
 // by the error text if reading failed.
 class BatchOp : public CallOp {
  public:
-  BatchOp(Napi::Env env, Settings settings, size_t max_bytes)
-      : CallOp(env, std::move(settings)), max_bytes_(max_bytes) {}
+  BatchOp(Napi::Env env, Napi::Value settle, Settings settings, size_t max_bytes)
+      : CallOp(env, settle, std::move(settings)), max_bytes_(max_bytes) {}
   Step Advance(Conn& conn) override {
     if (failed_) {
       status_ = failure_;
@@ -254,9 +256,9 @@ RunResult RunOnConnection(Connection& connection, OpenTarget target,
 // is read on the loop as soon as it has arrived whole.
 class RunOp : public CallOp {
  public:
-  RunOp(Napi::Env env, Arguments args, Settings settings, size_t max_output,
-        std::unique_ptr<TargetHolder> open_first)
-      : CallOp(env, std::move(settings)),
+  RunOp(Napi::Env env, Napi::Value settle, Arguments args, Settings settings,
+        size_t max_output, std::unique_ptr<TargetHolder> open_first)
+      : CallOp(env, settle, std::move(settings)),
         args_(std::move(args)),
         collector_(max_output),
         open_first_(std::move(open_first)),
@@ -382,15 +384,15 @@ Napi::Function RemctlHandle::Define(Napi::Env env) {
   return DefineClass(
       env, "RemctlHandle",
       {
-          InstanceMethod<&RemctlHandle::Open>("open"),
-          InstanceMethod<&RemctlHandle::Command>("command"),
-          InstanceMethod<&RemctlHandle::Output>("output"),
-          InstanceMethod<&RemctlHandle::OutputBatch>("outputBatch"),
-          InstanceMethod<&RemctlHandle::Noop>("noop"),
-          InstanceMethod<&RemctlHandle::Run>("run"),
-          InstanceMethod<&RemctlHandle::RunOnce>("runOnce"),
+          InstanceMethod<&RemctlHandle::Open>("_open"),
+          InstanceMethod<&RemctlHandle::Command>("_command"),
+          InstanceMethod<&RemctlHandle::Output>("_output"),
+          InstanceMethod<&RemctlHandle::OutputBatch>("_outputBatch"),
+          InstanceMethod<&RemctlHandle::Noop>("_noop"),
+          InstanceMethod<&RemctlHandle::Run>("_run"),
+          InstanceMethod<&RemctlHandle::RunOnce>("_runOnce"),
           InstanceMethod<&RemctlHandle::RunSync>("runSync"),
-          InstanceMethod<&RemctlHandle::Close>("close"),
+          InstanceMethod<&RemctlHandle::Close>("_close"),
           InstanceMethod<&RemctlHandle::Cancel>("cancel"),
           InstanceMethod<&RemctlHandle::Error>("error"),
           InstanceMethod<&RemctlHandle::SetCcache>("setCcache"),
@@ -418,50 +420,64 @@ void RemctlHandle::CheckOpen(Napi::Env env) const {
   }
 }
 
-Napi::Value RemctlHandle::Submit(std::unique_ptr<Op> op) {
-  Napi::Promise promise = op->promise();
+void RemctlHandle::Submit(std::unique_ptr<Op> op) {
   used_ = true;
   conn_->Enqueue(std::move(op));
-  return promise;
 }
+
+namespace {
+
+// Every asynchronous method takes, last, the function that settles its
+// Promise (see lib/addon.ts).
+Napi::Value SettleArgument(const Napi::CallbackInfo& info) {
+  return info.Length() > 0 ? info[info.Length() - 1] : info.Env().Undefined();
+}
+
+}  // namespace
 
 Napi::Value RemctlHandle::Open(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckOpen(env);
-  return Submit(StatusOp::Open(env, ToOpenTarget(info[0]), settings_));
+  Submit(StatusOp::Open(env, SettleArgument(info), ToOpenTarget(info[0]), settings_));
+  return env.Undefined();
 }
 
 Napi::Value RemctlHandle::Command(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckOpen(env);
   Arguments args = ToArguments(info[0], "command");
-  return Submit(StatusOp::Command(env, std::move(args), info[1].ToBoolean(), settings_));
+  Submit(StatusOp::Command(env, SettleArgument(info), std::move(args), info[1].ToBoolean(), settings_));
+  return env.Undefined();
 }
 
 Napi::Value RemctlHandle::Output(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckOpen(env);
-  return Submit(std::make_unique<OutputOp>(env, settings_));
+  Submit(std::make_unique<OutputOp>(env, SettleArgument(info), settings_));
+  return env.Undefined();
 }
 
 Napi::Value RemctlHandle::OutputBatch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckOpen(env);
-  return Submit(std::make_unique<BatchOp>(env, settings_, ToMaxOutput(info[0])));
+  Submit(std::make_unique<BatchOp>(env, SettleArgument(info), settings_, ToMaxOutput(info[0])));
+  return env.Undefined();
 }
 
 Napi::Value RemctlHandle::Noop(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckOpen(env);
-  return Submit(std::make_unique<StatusOp>(env, StatusOp::Kind::kNoop, settings_));
+  Submit(std::make_unique<StatusOp>(env, SettleArgument(info), StatusOp::Kind::kNoop, settings_));
+  return env.Undefined();
 }
 
 Napi::Value RemctlHandle::Run(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckOpen(env);
   Arguments args = ToArguments(info[0], "command");
-  return Submit(std::make_unique<RunOp>(env, std::move(args), settings_,
-                                        ToMaxOutput(info[1]), nullptr));
+  Submit(std::make_unique<RunOp>(env, SettleArgument(info), std::move(args), settings_,
+                                 ToMaxOutput(info[1]), nullptr));
+  return env.Undefined();
 }
 
 Napi::Value RemctlHandle::RunOnce(const Napi::CallbackInfo& info) {
@@ -469,17 +485,21 @@ Napi::Value RemctlHandle::RunOnce(const Napi::CallbackInfo& info) {
   CheckOpen(env);
   auto target = std::make_unique<TargetHolder>(ToOpenTarget(info[0]));
   Arguments args = ToArguments(info[1], "command");
+  auto op = std::make_unique<RunOp>(env, SettleArgument(info), std::move(args), settings_,
+                                    ToMaxOutput(info[2]), std::move(target));
   // A one-shot call's handle is done with once it is made.
   closed_ = true;
-  return Submit(std::make_unique<RunOp>(env, std::move(args), settings_,
-                                        ToMaxOutput(info[2]), std::move(target)));
+  Submit(std::move(op));
+  return env.Undefined();
 }
 
 Napi::Value RemctlHandle::Close(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckOpen(env);
+  auto op = std::make_unique<CloseOp>(env, SettleArgument(info));
   closed_ = true;
-  return Submit(std::make_unique<CloseOp>(env));
+  Submit(std::move(op));
+  return env.Undefined();
 }
 
 Napi::Value RemctlHandle::RunSync(const Napi::CallbackInfo& info) {

@@ -38,7 +38,7 @@ class RemctlHandle : public Napi::ObjectWrap<RemctlHandle> {
   Napi::Value SetSocketBuffers(const Napi::CallbackInfo& info);
   Napi::Value Closed(const Napi::CallbackInfo& info);
 
-  Napi::Value Submit(std::unique_ptr<Op> op);
+  void Submit(std::unique_ptr<Op> op);
   void CheckOpen(Napi::Env env) const;
 
   std::shared_ptr<Conn> conn_;
