@@ -283,13 +283,20 @@ bool Connection::RetryableOpenFailure() {
          target_.kind != OpenTarget::Kind::kFd && !cancelled();
 }
 
-Status Connection::OpenOnce(const Settings& settings) {
+// A fresh `struct remctl` in place of the last, with the ticket cache set.
+Status Connection::NewLibraryHandle(const Settings& settings) {
   Disconnect();
   r_ = remctl_new();
   if (r_ == nullptr) return Fail("cannot allocate memory");
   if (settings.ccache && !remctl_set_ccache(r_, settings.ccache->c_str())) {
     return Fail(LibraryError("cannot set ticket cache"));
   }
+  return {};
+}
+
+Status Connection::OpenOnce(const Settings& settings) {
+  Status created = NewLibraryHandle(settings);
+  if (!created.ok) return created;
 
   std::string error;
   Fd server;
@@ -368,12 +375,8 @@ bool Connection::SpeaksVersion1() {
 // under way (nothing of ours is left to shut down); its timeout still
 // applies.
 Status Connection::OpenVersion1(const Settings& settings) {
-  Disconnect();
-  r_ = remctl_new();
-  if (r_ == nullptr) return Fail("cannot allocate memory");
-  if (settings.ccache && !remctl_set_ccache(r_, settings.ccache->c_str())) {
-    return Fail(LibraryError("cannot set ticket cache"));
-  }
+  Status created = NewLibraryHandle(settings);
+  if (!created.ok) return created;
   if (!settings.source_ip.empty() && !remctl_set_source_ip(r_, settings.source_ip.c_str())) {
     return Fail(LibraryError("cannot set source address"));
   }

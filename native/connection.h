@@ -185,6 +185,7 @@ class Connection {
   bool cancelled() const { return cancelled_.load(); }
 
  private:
+  Status NewLibraryHandle(const Settings& settings);
   Status OpenOnce(const Settings& settings);
   bool SpeaksVersion1();
   Status OpenVersion1(const Settings& settings);
