@@ -12,5 +12,6 @@ if (typeof addon.RemctlHandle !== 'function' || typeof addon.canonicalName !== '
   process.exit(1);
 }
 const handle = new addon.RemctlHandle();
-await handle.close();
+// The raw methods settle through a callback (lib/addon.ts makes Promises of them).
+await new Promise((resolve, reject) => handle._close((value, error) => (error === undefined ? resolve(value) : reject(error))));
 console.log(`check-addon: Node.js ${process.versions.node} (N-API ${process.versions.napi}, ABI ${process.versions.modules}) loads ${addonPath}`);
