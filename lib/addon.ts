@@ -115,15 +115,49 @@ type Settle = (value: unknown, error: unknown) => void;
 // Made here, not in the wrapper below: the settle function must not keep the
 // handle alive (a closure holds its whole scope chain), or a handle dropped
 // with a call in flight could never be collected and closed.
-function settled(): [Promise<unknown>, Settle] {
+function settled(convert: ((value: unknown) => unknown) | undefined): [Promise<unknown>, Settle] {
   let settle!: Settle;
   const promise = new Promise<unknown>((resolve, reject) => {
-    settle = (value, error) => (error === undefined ? resolve(value) : reject(error));
+    settle = (value, error) => (error === undefined ? resolve(convert === undefined ? value : convert(value)) : reject(error));
   });
   return [promise, settle];
 }
 
 const ASYNC_METHODS = ['open', 'command', 'output', 'outputBatch', 'noop', 'run', 'runOnce', 'close'] as const;
+
+const KINDS = [undefined, 'output', 'status', 'error', 'done'] as const;
+
+/** The token at `at` of the native side's flat [kind, data, number, ...] (see native/convert.h). */
+function tokenAt(flat: unknown[], at: number): RemctlOutput {
+  const kind = KINDS[flat[at] as number];
+  const data = flat[at + 1] as ArrayBuffer | undefined;
+  const bytes = data === undefined ? Buffer.alloc(0) : Buffer.from(data);
+  const number = flat[at + 2] as number;
+  switch (kind) {
+    case 'output':
+      return { type: 'output', data: bytes, stream: number } as RemctlOutput;
+    case 'status':
+      return { type: 'status', status: number } as RemctlOutput;
+    case 'error':
+      return { type: 'error', data: bytes, error: number } as RemctlOutput;
+    default:
+      return { type: 'done' } as RemctlOutput;
+  }
+}
+
+// The tokens of outputBatch, then the error text if reading failed.
+function tokensOf(flat: unknown[]): Array<RemctlOutput | string> {
+  const tokens: Array<RemctlOutput | string> = [];
+  let at = 0;
+  for (; at + 2 < flat.length; at += 3) tokens.push(tokenAt(flat, at));
+  if (at < flat.length) tokens.push(flat[at] as string);
+  return tokens;
+}
+
+const RESULTS: Partial<Record<(typeof ASYNC_METHODS)[number], (value: unknown) => unknown>> = {
+  output: (value) => (typeof value === 'string' ? value : tokenAt(value as unknown[], 0)),
+  outputBatch: (value) => tokensOf(value as unknown[]),
+};
 
 // The native methods (_open, _run...) take the settle function last and
 // return nothing: a Promise made in JavaScript, unlike a napi_deferred,
@@ -133,9 +167,10 @@ function promising(native: NativeAddon): NativeAddon {
   const prototype = native.RemctlHandle.prototype as unknown as Record<string, (...args: unknown[]) => unknown>;
   for (const name of ASYNC_METHODS) {
     const method = prototype[`_${name}`]!;
+    const convert = RESULTS[name];
     Object.defineProperty(prototype, name, {
       value(this: unknown, ...args: unknown[]) {
-        const [promise, settle] = settled();
+        const [promise, settle] = settled(convert);
         method.call(this, ...args, settle);
         return promise;
       },

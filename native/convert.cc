@@ -56,15 +56,6 @@ Arguments ToArguments(const Napi::Value& value, const char* name) {
   return args;
 }
 
-Napi::Buffer<char> TokenBuffer(Napi::Env env, ByteBuffer&& bytes) {
-  const size_t size = bytes.size();
-  // A copy into memory V8 allocates and accounts for at its real size; ours
-  // is freed at once.
-  Napi::Buffer<char> buffer = Napi::Buffer<char>::Copy(env, size ? bytes.data() : "", size);
-  bytes = ByteBuffer();
-  return buffer;
-}
-
 Napi::Value ToBytes(Napi::Env env, ByteBuffer&& bytes) {
   const size_t size = bytes.size();
   if (size == 0) return env.Undefined();
@@ -83,28 +74,29 @@ Napi::Value ToBytes(Napi::Env env, ByteBuffer&& bytes) {
       });
 }
 
-Napi::Object ToTokenObject(Napi::Env env, Token&& token) {
-  Napi::Object object = Napi::Object::New(env);
+void AppendToken(Napi::Env env, Napi::Array& into, uint32_t& at, Token&& token) {
   switch (token.type) {
     case Token::Type::kOutput:
-      object.Set("type", "output");
-      object.Set("data", TokenBuffer(env, std::move(token.data)));
-      object.Set("stream", token.stream);
+      into.Set(at++, Napi::Number::New(env, 1));
+      into.Set(at++, ToBytes(env, std::move(token.data)));
+      into.Set(at++, Napi::Number::New(env, token.stream));
       break;
     case Token::Type::kStatus:
-      object.Set("type", "status");
-      object.Set("status", token.status);
+      into.Set(at++, Napi::Number::New(env, 2));
+      into.Set(at++, env.Undefined());
+      into.Set(at++, Napi::Number::New(env, token.status));
       break;
     case Token::Type::kError:
-      object.Set("type", "error");
-      object.Set("data", TokenBuffer(env, std::move(token.data)));
-      object.Set("error", token.error);
+      into.Set(at++, Napi::Number::New(env, 3));
+      into.Set(at++, ToBytes(env, std::move(token.data)));
+      into.Set(at++, Napi::Number::New(env, token.error));
       break;
     case Token::Type::kDone:
-      object.Set("type", "done");
+      into.Set(at++, Napi::Number::New(env, 4));
+      into.Set(at++, env.Undefined());
+      into.Set(at++, Napi::Number::New(env, 0));
       break;
   }
-  return object;
 }
 
 OpenTarget ToOpenTarget(const Napi::Value& value) {

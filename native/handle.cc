@@ -157,7 +157,10 @@ class OutputOp : public CallOp {
   Napi::Value Result(Napi::Env env, Conn& conn) override {
     if (!result_.status.ok) return StatusValue(env, conn, result_.status);
     conn.last_error = kNoError;
-    return ToTokenObject(env, std::move(result_.token));
+    Napi::Array token = Napi::Array::New(env, 3);
+    uint32_t at = 0;
+    AppendToken(env, token, at, std::move(result_.token));
+    return token;
   }
 
  private:
@@ -194,11 +197,10 @@ class BatchOp : public CallOp {
   Napi::Value Result(Napi::Env env, Conn& conn) override {
     conn.last_error = status_.ok ? kNoError : status_.message;
     const uint32_t count = static_cast<uint32_t>(tokens_.size());
-    Napi::Array tokens = Napi::Array::New(env, count + (status_.ok ? 0 : 1));
-    for (uint32_t i = 0; i < count; i++) {
-      tokens.Set(i, ToTokenObject(env, std::move(tokens_[i])));
-    }
-    if (!status_.ok) tokens.Set(count, Napi::String::New(env, status_.message));
+    Napi::Array tokens = Napi::Array::New(env, 3 * count + (status_.ok ? 0 : 1));
+    uint32_t at = 0;
+    for (Token& token : tokens_) AppendToken(env, tokens, at, std::move(token));
+    if (!status_.ok) tokens.Set(at, Napi::String::New(env, status_.message));
     return tokens;
   }
 

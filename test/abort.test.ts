@@ -8,6 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, test } from 'vitest';
 import { Remctl, remctl, spawn, type RemctlProcess } from '../dist/index.js';
 import { counts, countsSettle, settledCounts } from './metrics.mjs';
+import { delayingProxy } from './fault-servers.js';
 import { rejection } from './probes.js';
 import { realm } from './realm-context.mjs';
 
@@ -168,12 +169,17 @@ describe('aborted calls never reach the server', () => {
   });
 
   test('a call aborted from the next macrotask, while its connection is still opening, never sends its command', async () => {
-    // The call is handed to its connection's thread in the turn after it was made; this abort
-    // comes right after that, while the thread connects and authenticates. Only the native
-    // side can keep the command back now.
+    // The call is handed to a thread of ours in the turn after it was made; this abort comes
+    // right after that, while the thread connects and authenticates. Only the native side can
+    // keep the command back now. The server's answers come through a proxy that holds them for
+    // 100 ms, so the open is still under way when the abort comes however loaded the machine
+    // (an abort after the command went out may let it run: see the README).
+    const slow = await delayingProxy(settings.port, 100);
+    const server = { port: slow.port, principal: settings.principal };
     const marker = `abort-opening-${process.pid}-${Date.now()}-`;
     const outcomes: Array<Promise<unknown>> = [];
-    const r = await connect();
+    const r = await Remctl.connect(host, server);
+    connections.add(r);
     for (let i = 0; i < 36; i++) {
       const controller = new AbortController();
       const kind = i % 3;
@@ -204,6 +210,8 @@ describe('aborted calls never reach the server', () => {
     expect(await ranOnServer(marker)).toEqual([]);
     // The connection is still good for a call nobody aborts.
     expect((await r.run(['test', 'echo', `${marker}x`], { encoding: 'utf8' })).stdout).toBe(`${marker}x\n`);
+    await r.close();
+    await slow.close();
   });
 
   test('a call queued behind an aborted one on the same Remctl still runs, on a reopened connection', async () => {

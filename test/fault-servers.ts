@@ -144,3 +144,19 @@ export async function version1Proxy(upstreamPort: number): Promise<TestServer> {
     upstream.on('data', (chunk: Buffer) => client.write(chunk));
   });
 }
+
+/**
+ * A proxy to `upstreamPort` that holds everything the server sends for `delayMs` before passing
+ * it on: every round trip, the GSS-API handshake of an open among them, takes that much longer.
+ */
+export async function delayingProxy(upstreamPort: number, delayMs: number): Promise<TestServer> {
+  return scriptedServer((client) => {
+    const upstream = connect(upstreamPort, '127.0.0.1');
+    upstream.on('error', () => client.destroy());
+    client.on('error', () => upstream.destroy());
+    client.on('close', () => upstream.destroy());
+    upstream.on('close', () => setTimeout(() => client.end(), delayMs));
+    client.on('data', (chunk: Buffer) => upstream.write(chunk));
+    upstream.on('data', (chunk: Buffer) => setTimeout(() => client.writable && client.write(chunk), delayMs));
+  });
+}
