@@ -163,10 +163,10 @@ std::string Connection::LibraryError(const char* fallback) {
 }
 
 Readiness Connection::TokenReadiness() const {
-  if (cancelled() || r_ == nullptr || !opened_ || !expecting_) return {true, 0, false};
+  if (cancelled() || r_ == nullptr || !opened_ || !expecting_) return {true, 0};
   // Protocol version 1 runs on libremctl's own socket, which only a thread
   // of ours reads (WaitFor refuses the loop).
-  if (!link_) return {false, 1, version1_};
+  if (!link_) return {false, 1};
   return link_->TokenReadiness();
 }
 
@@ -421,6 +421,7 @@ Status Connection::Command(const Arguments& args, bool as_strings,
   } else {
     ok = remctl_commandv(r_, vector.data(), vector.size()) != 0;
   }
+  if (link_) link_->Sent();
   if (!ok) return Fail(LibraryError("cannot send command"));
   expecting_ = true;
   return {};
@@ -446,9 +447,16 @@ struct remctl_output* Connection::ReadOutput(const Settings& settings,
   // Version 1 sends a command's whole output and status in one token, then
   // closes: libremctl returns the rest without reading.
   if (output->type != REMCTL_OUT_OUTPUT || version1_) expecting_ = false;
-  if (link_) {
-    link_->Consumed();
-    if (output->type == REMCTL_OUT_OUTPUT) link_->Acknowledge();
+  if (link_) link_->Consumed();
+  if (link_ && output->type != REMCTL_OUT_DONE) {
+    link_->Answered(output->type == REMCTL_OUT_STATUS);
+    if (output->type == REMCTL_OUT_OUTPUT) {
+      if (blocking_) {
+        link_->Acknowledge();
+      } else {
+        link_->OweAcknowledge();
+      }
+    }
   }
   return output;
 }
@@ -488,8 +496,10 @@ Status Connection::Noop(const Settings& settings) {
   Status connected = EnsureConnected(settings);
   if (!connected.ok) return connected;
   if (socket_timeouts_ && link_) link_->SetTimeout(settings.timeout);
+  if (link_) link_->Sent();
   const bool ok = remctl_noop(r_) != 0;
   if (!ok) return Fail(LibraryError("cannot send noop"));
+  if (link_) link_->Answered(true);
   return {};
 }
 

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <ctime>
 #include <chrono>
 #include <cstring>
 #include <algorithm>
@@ -227,7 +228,10 @@ std::unique_ptr<Link> Link::Start(Fd socket, int* lib_fd, std::string* error) {
     return nullptr;
   }
   *lib_fd = duplicate;
-  return std::unique_ptr<Link>(new Link(std::move(socket)));
+  int send_buffer = 0;
+  socklen_t length = sizeof(send_buffer);
+  if (getsockopt(socket.get(), SOL_SOCKET, SO_SNDBUF, &send_buffer, &length) != 0) send_buffer = 0;
+  return std::unique_ptr<Link>(new Link(std::move(socket), send_buffer));
 }
 
 void Link::SetBlocking(bool blocking) {
@@ -258,28 +262,42 @@ namespace {
 // libremctl's TOKEN_MAX_LENGTH: it refuses a longer token after reading its
 // 5-byte header, so such a token is ready as soon as the header is.
 constexpr uint32_t kMaxTokenLength = 1024 * 1024;
-constexpr unsigned char kTokenProtocol = 0x40;
+
+// How recent an ended exchange counts as proof the connection is alive.
+constexpr int64_t kJustEndedNs = 1000 * 1000;
+
+int64_t MonotonicNs() {
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return int64_t(now.tv_sec) * 1000000000 + now.tv_nsec;
+}
 
 }  // namespace
 
-Readiness Link::TokenReadiness() const {
+Readiness Link::TokenReadiness() {
   // A small token (a status, a short output) is seen whole by the peek
   // alone; a larger one needs the count of what is buffered.
   unsigned char peeked[512];
   const ssize_t n = recv(socket_.get(), peeked, sizeof(peeked), MSG_PEEK | MSG_DONTWAIT);
+  Readiness readiness{true, 0};
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
-    return {false, 1, false};
+    readiness = {false, 1};
+  } else if (n > 0 && n < 5) {
+    readiness = {false, 5};
+  } else if (n > 0) {
+    // End of file or an error (n <= 0 above) is ready too: libremctl's read
+    // reports it without waiting. So is a token longer than libremctl takes.
+    const uint32_t length = (uint32_t(peeked[1]) << 24) | (uint32_t(peeked[2]) << 16) |
+                            (uint32_t(peeked[3]) << 8) | uint32_t(peeked[4]);
+    const size_t need = 5 + size_t(length);
+    if (length <= kMaxTokenLength && size_t(n) < need && Unread() < need) readiness = {false, need};
   }
-  // End of file or an error: libremctl's read reports it without waiting.
-  if (n <= 0) return {true, 0, false};
-  const bool version1 = (peeked[0] & kTokenProtocol) == 0;
-  if (n < 5) return {false, 5, version1};
-  const uint32_t length = (uint32_t(peeked[1]) << 24) | (uint32_t(peeked[2]) << 16) |
-                          (uint32_t(peeked[3]) << 8) | uint32_t(peeked[4]);
-  if (length > kMaxTokenLength) return {true, 0, version1};
-  const size_t need = 5 + size_t(length);
-  if (size_t(n) >= need || Unread() >= need) return {true, 0, version1};
-  return {false, need, version1};
+  if (!readiness.ready && ack_owed_) {
+    ack_owed_ = false;
+    int one = 1;
+    setsockopt(socket_.get(), IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
+  }
+  return readiness;
 }
 
 bool Link::WaitFor(size_t need) {
@@ -300,7 +318,10 @@ bool Link::WaitFor(size_t need) {
   return granted >= wanted;
 }
 
-bool Link::CanSend(size_t bytes) const {
+bool Link::CanSend(size_t bytes) {
+  // The kernel counts a buffer's bookkeeping against SO_SNDBUF too: half of
+  // what is free is always there for data.
+  if (!unanswered_ && send_buffer_ > 0 && int64_t(bytes) * 2 <= int64_t(send_buffer_)) return true;
   int buffer = 0;
   socklen_t length = sizeof(buffer);
   int queued = 0;
@@ -308,10 +329,18 @@ bool Link::CanSend(size_t bytes) const {
       ioctl(socket_.get(), TIOCOUTQ, &queued) != 0 || buffer <= 0 || queued < 0) {
     return false;
   }
-  // The kernel counts a buffer's bookkeeping against SO_SNDBUF too: half of
-  // what is free is always there for data.
+  send_buffer_ = buffer;
   const int64_t free_space = int64_t(buffer) - 2 * int64_t(queued);
   return int64_t(bytes) * 2 <= free_space;
+}
+
+void Link::Answered(bool ended) {
+  unanswered_ = false;
+  ended_at_ns_ = ended ? MonotonicNs() : 0;
+}
+
+bool Link::JustEnded() const {
+  return ended_at_ns_ != 0 && !shut_down_.load() && MonotonicNs() - ended_at_ns_ < kJustEndedNs;
 }
 
 int64_t Link::IdleMs() const {
@@ -328,6 +357,7 @@ size_t Link::Unread() const {
 }
 
 void Link::Acknowledge() {
+  ack_owed_ = false;
   if (Unread() > 0) return;
   int one = 1;
   setsockopt(socket_.get(), IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));

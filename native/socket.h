@@ -76,8 +76,6 @@ Fd ConnectAddresses(const std::vector<SocketAddress>& addresses,
 struct Readiness {
   bool ready = false;
   size_t need = 0;
-  // The token lacks TOKEN_PROTOCOL: a server speaking protocol version 1.
-  bool version1 = false;
 };
 
 // The connected socket under a libremctl connection. libremctl reads and
@@ -107,7 +105,9 @@ class Link {
   void SetTimeout(long timeout);
   long timeout() const { return timeout_; }
 
-  Readiness TokenReadiness() const;
+  // Not ready: the ACK owed for the last output token goes out first (see
+  // Acknowledge), as the server may be holding the rest back for it.
+  Readiness TokenReadiness();
   // Makes the socket readable for poll only once need bytes are buffered
   // (SO_RCVLOWAT, for which the kernel also grows the receive buffer). False
   // if waiting on the loop cannot work: the socket cannot buffer that much,
@@ -118,8 +118,19 @@ class Link {
   bool WaitFor(size_t need);
   // Poll reported the socket readable.
   void Woken() { woken_ = true; }
-  // Whether bytes can be written now without waiting for the server.
-  bool CanSend(size_t bytes) const;
+  // Whether bytes can be written now without waiting for the server. With
+  // everything sent answered, the send queue is empty (the answer carried
+  // the ACK of all of it) and SO_SNDBUF, read once, says: no system call.
+  bool CanSend(size_t bytes);
+  // A command or noop went out.
+  void Sent() {
+    unanswered_ = true;
+    ended_at_ns_ = 0;
+  }
+  // The server sent a token, so it had everything we sent. ended: the token
+  // ended the exchange (a status, a noop's answer), and the server keeps the
+  // connection open after it.
+  void Answered(bool ended);
 
   // Milliseconds since the server last sent data or acknowledged ours, as
   // the kernel counts them.
@@ -129,8 +140,10 @@ class Link {
   // on, so its next token waits for our ACK of this one, which Linux would
   // delay by up to 40 ms. Re-arming TCP_QUICKACK sends it now. When the next
   // token is already here, the server was not waiting, and no packet is
-  // spent on it.
+  // spent on it. On the loop this is left to TokenReadiness, whose peek
+  // tells the same without a system call of its own.
   void Acknowledge();
+  void OweAcknowledge() { ack_owed_ = true; }
 
   // Bytes the server sent that nobody has read yet.
   size_t Unread() const;
@@ -149,10 +162,16 @@ class Link {
   bool timed_out() const { return timed_out_.load(); }
   // The server closed or reset the connection (or we shut it down).
   bool PeerClosed() const;
-  bool alive() const { return !timed_out() && !PeerClosed(); }
+  // Alive as far as we can tell before sending. An exchange that ended
+  // within the last millisecond needs no look at the socket: a close that
+  // recent races the command whether we look or not, and a session's next
+  // command saves a system call.
+  bool alive() const { return !timed_out() && (JustEnded() || !PeerClosed()); }
 
  private:
-  explicit Link(Fd socket) : socket_(std::move(socket)) {}
+  explicit Link(Fd socket, int send_buffer)
+      : socket_(std::move(socket)), send_buffer_(send_buffer) {}
+  bool JustEnded() const;
 
   Fd socket_;
   std::atomic<bool> timed_out_{false};
@@ -160,6 +179,14 @@ class Link {
   long timeout_ = 0;
   size_t low_water_ = 1;
   bool woken_ = false;
+  // SO_SNDBUF when last read: the kernel grows it as it tunes the socket.
+  int send_buffer_;
+  // Something we sent may still be in the send queue (the handshake's last
+  // token may be ours).
+  bool unanswered_ = true;
+  // CLOCK_MONOTONIC when the last exchange ended, 0 while one is under way.
+  int64_t ended_at_ns_ = 0;
+  bool ack_owed_ = false;
 };
 
 // Creates an eventfd used to cancel whatever a connection is waiting on.
