@@ -3,7 +3,7 @@
 // with the text from remctl_error); only programmer errors throw, as a
 // TypeError or RangeError naming the argument. Calls that can wait on the
 // network return Promises, driven by the event loop (see native/engine.h).
-import { addon, unpackRun, type NativeHandle, type NativeTarget } from './addon.js';
+import { addon, type NativeHandle, type NativeTarget } from './addon.js';
 import type { RemctlOutput } from './output.js';
 import {
   checkCommand,
@@ -124,7 +124,7 @@ export async function remctl(host: string, port: number, principal: string | nul
   const target = { ...hostAndPrincipal(host, principal), port: checkPort(port) };
   const args = checkCommand(command);
   const r = new addon.RemctlHandle();
-  const result = unpackRun(await r.runOnce(target, args, 0));
+  const result = await r.runOnce(target, args, 0);
   return {
     error: result.errorMessage ?? (result.ok ? null : (result.message ?? 'unknown error')),
     stdout: result.stdout,

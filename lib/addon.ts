@@ -13,7 +13,7 @@ export interface NativeRunResult {
   errorMessage: string | undefined;
 }
 
-/** What the native side resolves a run to, the output as ArrayBuffers (undefined when empty); see unpackRun. */
+/** What runSync returns, the output as ArrayBuffers (undefined when empty); see unpackRun. */
 export type NativeRunArray = [
   ok: boolean,
   message: string | undefined,
@@ -27,8 +27,22 @@ export type NativeRunArray = [
 
 const bytes = (data: ArrayBuffer | undefined): Buffer => (data === undefined ? Buffer.alloc(0) : Buffer.from(data));
 
-export function unpackRun([ok, message, stdout, stderr, status, exceeded, errorCode, errorMessage]: NativeRunArray): NativeRunResult {
+function runResult(
+  ok: boolean,
+  message: string | undefined,
+  stdout: ArrayBuffer | undefined,
+  stderr: ArrayBuffer | undefined,
+  status: number,
+  exceeded: boolean,
+  errorCode: number | undefined,
+  errorMessage: string | undefined,
+): NativeRunResult {
   return { ok, message, stdout: bytes(stdout), stderr: bytes(stderr), status, exceeded, errorCode, errorMessage };
+}
+
+/** remctlSync's result, which comes back as an array. */
+export function unpackRun(values: NativeRunArray): NativeRunResult {
+  return runResult(...values);
 }
 
 /** Where to open: a host (and port), numeric addresses, or a descriptor. */
@@ -51,8 +65,8 @@ export interface NativeHandle {
    */
   outputBatch(maxBytes: number): Promise<Array<RemctlOutput | string>>;
   noop(): Promise<string | undefined>;
-  run(command: ReadonlyArray<string | Uint8Array>, maxOutput: number): Promise<NativeRunArray>;
-  runOnce(target: NativeTarget, command: ReadonlyArray<string | Uint8Array>, maxOutput: number): Promise<NativeRunArray>;
+  run(command: ReadonlyArray<string | Uint8Array>, maxOutput: number): Promise<NativeRunResult>;
+  runOnce(target: NativeTarget, command: ReadonlyArray<string | Uint8Array>, maxOutput: number): Promise<NativeRunResult>;
   /** Blocks the calling thread; only on a handle that never ran anything asynchronously. */
   runSync(target: NativeTarget, command: ReadonlyArray<string | Uint8Array>, maxOutput: number): NativeRunArray;
   close(): Promise<void>;
@@ -109,16 +123,23 @@ function load(): NativeAddon {
   }
 }
 
-/** How the native side settles a call: with its value, or the error that making it raised. */
-type Settle = (value: unknown, error: unknown) => void;
+/**
+ * How the native side settles a call: with the error that making its result
+ * raised, or with its values (one, or a run's eight: see runResult).
+ */
+type Settle = (error: unknown, ...values: unknown[]) => void;
+type Convert = (...values: any[]) => unknown;
 
 // Made here, not in the wrapper below: the settle function must not keep the
 // handle alive (a closure holds its whole scope chain), or a handle dropped
 // with a call in flight could never be collected and closed.
-function settled(convert: ((value: unknown) => unknown) | undefined): [Promise<unknown>, Settle] {
+function settled(convert: Convert | undefined): [Promise<unknown>, Settle] {
   let settle!: Settle;
   const promise = new Promise<unknown>((resolve, reject) => {
-    settle = (value, error) => (error === undefined ? resolve(convert === undefined ? value : convert(value)) : reject(error));
+    settle =
+      convert === undefined
+        ? (error, value) => (error === undefined ? resolve(value) : reject(error))
+        : (error, a, b, c, d, e, f, g, h) => (error === undefined ? resolve(convert(a, b, c, d, e, f, g, h)) : reject(error));
   });
   return [promise, settle];
 }
@@ -154,9 +175,11 @@ function tokensOf(flat: unknown[]): Array<RemctlOutput | string> {
   return tokens;
 }
 
-const RESULTS: Partial<Record<(typeof ASYNC_METHODS)[number], (value: unknown) => unknown>> = {
-  output: (value) => (typeof value === 'string' ? value : tokenAt(value as unknown[], 0)),
-  outputBatch: (value) => tokensOf(value as unknown[]),
+const RESULTS: Partial<Record<(typeof ASYNC_METHODS)[number], Convert>> = {
+  output: (value: unknown) => (typeof value === 'string' ? value : tokenAt(value as unknown[], 0)),
+  outputBatch: (value: unknown) => tokensOf(value as unknown[]),
+  run: runResult,
+  runOnce: runResult,
 };
 
 // The native methods (_open, _run...) take the settle function last and

@@ -1,5 +1,5 @@
 import { abortable, laterTurn, openDeadline } from './abort.js';
-import { unpackRun, type NativeHandle, type NativeTarget } from './addon.js';
+import type { NativeHandle, NativeTarget } from './addon.js';
 import { RemctlError, RemctlNotOpenedError, RemctlOutputPendingError } from './errors.js';
 import type { RemctlOutput, RemctlResult } from './output.js';
 import { RemctlProcess } from './process.js';
@@ -206,7 +206,7 @@ export class Remctl implements AsyncDisposable {
     const encoding = checkEncoding(values.encoding);
     const maxBuffer = values.maxBuffer === undefined ? DEFAULT_MAX_BUFFER : checkMaxBuffer(values.maxBuffer);
     const raw = await this.#sending('run a command', signal, async (handle) => {
-      const result = unpackRun(await this.#call(handle, handle.run(args, nativeLimit(maxBuffer)), signal));
+      const result = await this.#call(handle, handle.run(args, nativeLimit(maxBuffer)), signal);
       if (result.exceeded) {
         // The rest of that output never arrived: the native side closed the
         // connection, and this one stays closed until the next open().
@@ -335,14 +335,22 @@ export class Remctl implements AsyncDisposable {
   // A call that sends something to the server: in turn, refused while a
   // command's output is still to be read, and never sent in the turn of the
   // event loop that made the call, so an abort made right after it wins.
-  #sending<T>(what: string, signal: AbortSignal | undefined, send: (handle: NativeHandle) => Promise<T>): Promise<T> {
-    return this.#inTurn(signal, async () => {
+  async #sending<T>(what: string, signal: AbortSignal | undefined, send: (handle: NativeHandle) => Promise<T>): Promise<T> {
+    signal?.throwIfAborted();
+    const turn = this.#take(signal);
+    if (turn !== undefined) await turn;
+    try {
       if (this.#pending) throw new RemctlOutputPendingError(what);
-      const handle = await this.#connection(signal);
-      await laterTurn();
-      signal?.throwIfAborted();
-      return send(handle);
-    });
+      const handle = this.#handle ?? (await this.#connection(signal));
+      // Only a signal can abort a call before it is sent.
+      if (signal !== undefined) {
+        await laterTurn();
+        signal.throwIfAborted();
+      }
+      return await send(handle);
+    } finally {
+      this.#next();
+    }
   }
 
   // The open connection, reopened first if an aborted call closed it.

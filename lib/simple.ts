@@ -1,5 +1,4 @@
 import { abortable, laterTurn } from './abort.js';
-import { unpackRun } from './addon.js';
 import type { RemctlResult } from './output.js';
 import { DEFAULT_MAX_BUFFER, nativeLimit, settleRun } from './result.js';
 import { checkSettings, newHandle, SETTING_NAMES, type ConnectionSettings } from './settings.js';
@@ -65,5 +64,5 @@ export async function remctl(host: string, command: Command, options?: RemctlOpt
   call.signal?.throwIfAborted();
   const handle = newHandle(call.settings);
   const raw = await abortable(handle.runOnce(call.target, call.args, nativeLimit(call.maxBuffer)), call.signal, () => handle.cancel());
-  return settleRun(unpackRun(raw), call.encoding, call.maxBuffer);
+  return settleRun(raw, call.encoding, call.maxBuffer);
 }

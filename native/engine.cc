@@ -191,14 +191,16 @@ Op::Op(Napi::Env env, Napi::Value settle) {
 void Op::Settle(Napi::Env env, Conn& conn) {
   if (settle_.IsEmpty()) return;
   Napi::FunctionReference settle = std::move(settle_);
-  Napi::Value value = env.Undefined();
-  Napi::Value error = env.Undefined();
+  std::vector<napi_value> values;
+  values.reserve(9);
+  values.push_back(env.Undefined());
   try {
-    value = Result(env, conn);
+    Values(env, conn, values);
   } catch (const Napi::Error& e) {
-    error = e.Value();
+    values.resize(1);
+    values[0] = e.Value();
   }
-  settle.Call({value, error});
+  settle.Call(values);
 }
 
 // The head operation's Block(), on a thread of ours.

@@ -127,7 +127,7 @@ enum class Step {
 // the connection alone.
 class Op {
  public:
-  // settle(value, error) is JavaScript's (see lib/addon.ts): a function
+  // settle(error, ...values) is JavaScript's (see lib/addon.ts): a function
   // reference, unlike a napi_deferred, can be freed when the environment
   // ends with the operation still under way.
   Op(Napi::Env env, Napi::Value settle);
@@ -137,6 +137,11 @@ class Op {
   virtual void Block(Connection& connection) {}
   // The value the operation settles with.
   virtual Napi::Value Result(Napi::Env env, Conn& conn) = 0;
+  // The values settle is called with, after the error: Result's alone,
+  // unless an operation passes several (no array to build and take apart).
+  virtual void Values(Napi::Env env, Conn& conn, std::vector<napi_value>& values) {
+    values.push_back(Result(env, conn));
+  }
   // Ended from outside (a timeout on the loop, a cancel): fails with status.
   virtual void Fail(Status status) = 0;
   // Seconds of silence that end a kRead wait; 0 for none.

@@ -223,22 +223,28 @@ class BatchOp : public CallOp {
   std::vector<Token> tokens_;
 };
 
-// [ok, message, stdout, stderr, status, exceeded, errorCode, errorMessage],
-// stdout and stderr as ArrayBuffers or undefined when empty:
-// elements, not named properties, which cost a string lookup and a shape
-// change each; lib/addon.ts turns it into an object.
+// ok, message, stdout, stderr, status, exceeded, errorCode, errorMessage;
+// stdout and stderr as ArrayBuffers, or undefined when empty. As settle's
+// arguments or an array's elements, not named properties, which cost a
+// string lookup and a shape change each; lib/addon.ts makes the object.
+void RunValues(Napi::Env env, RunResult&& result, std::vector<napi_value>& values) {
+  const napi_value undefined = env.Undefined();
+  values.push_back(Napi::Boolean::New(env, result.status.ok));
+  values.push_back(result.status.ok ? undefined : Napi::String::New(env, result.status.message));
+  values.push_back(ToBytes(env, std::move(result.out)));
+  values.push_back(ToBytes(env, std::move(result.err)));
+  values.push_back(Napi::Number::New(env, result.exit_status));
+  values.push_back(Napi::Boolean::New(env, result.exceeded));
+  values.push_back(result.protocol_error ? Napi::Number::New(env, result.error_code) : undefined);
+  values.push_back(result.protocol_error ? Napi::String::New(env, result.error_message) : undefined);
+}
+
 Napi::Array ToRunArray(Napi::Env env, RunResult&& result) {
-  Napi::Array array = Napi::Array::New(env, 8);
-  array.Set(0u, Napi::Boolean::New(env, result.status.ok));
-  if (!result.status.ok) array.Set(1u, Napi::String::New(env, result.status.message));
-  array.Set(2u, ToBytes(env, std::move(result.out)));
-  array.Set(3u, ToBytes(env, std::move(result.err)));
-  array.Set(4u, Napi::Number::New(env, result.exit_status));
-  array.Set(5u, Napi::Boolean::New(env, result.exceeded));
-  if (result.protocol_error) {
-    array.Set(6u, Napi::Number::New(env, result.error_code));
-    array.Set(7u, Napi::String::New(env, result.error_message));
-  }
+  std::vector<napi_value> values;
+  values.reserve(8);
+  RunValues(env, std::move(result), values);
+  Napi::Array array = Napi::Array::New(env, values.size());
+  for (uint32_t i = 0; i < values.size(); i++) array.Set(i, values[i]);
   return array;
 }
 
@@ -320,6 +326,10 @@ class RunOp : public CallOp {
   Napi::Value Result(Napi::Env env, Conn& conn) override {
     conn.last_error = result_.status.ok ? kNoError : result_.status.message;
     return ToRunArray(env, std::move(result_));
+  }
+  void Values(Napi::Env env, Conn& conn, std::vector<napi_value>& values) override {
+    conn.last_error = result_.status.ok ? kNoError : result_.status.message;
+    RunValues(env, std::move(result_), values);
   }
 
  private:

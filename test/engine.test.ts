@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
 import { afterEach, describe, expect, test } from 'vitest';
 import { Remctl, spawn } from '../dist/index.js';
-import { addon, unpackRun } from '../dist/addon.js';
+import { addon } from '../dist/addon.js';
 import { counts, settledCounts } from './metrics.mjs';
 import { realm } from './realm-context.mjs';
 import { bigPattern } from './realm.mjs';
@@ -96,11 +96,11 @@ describe('the blocking fallbacks', () => {
     // cannot hold one of remctld's 64 KiB tokens.
     handle.setSocketBuffers(16384, 0);
     expect(await handle.open(target)).toBeUndefined();
-    const result = unpackRun(await handle.run(['test', 'big', '1000000'], 0));
+    const result = await handle.run(['test', 'big', '1000000'], 0);
     expect(result.ok).toBe(true);
     expect(result.stdout.equals(bigPattern(1_000_000))).toBe(true);
     // The connection is still in step: the next command's output is its own.
-    const next = unpackRun(await handle.run(['test', 'test'], 0));
+    const next = await handle.run(['test', 'test'], 0);
     expect(next.stdout.toString()).toBe('hello world\n');
     await handle.close();
   });
@@ -110,7 +110,7 @@ describe('the blocking fallbacks', () => {
     handle.setSocketBuffers(0, 4096);
     expect(await handle.open(target)).toBeUndefined();
     const parts = ['a', 'b', 'c'].map((letter) => letter.repeat(100_000));
-    const result = unpackRun(await handle.run(['test', 'echo', ...parts], 0));
+    const result = await handle.run(['test', 'echo', ...parts], 0);
     expect(result.ok).toBe(true);
     expect(result.stdout.toString()).toBe(parts.map((part) => `${part}\n`).join(''));
     await handle.close();

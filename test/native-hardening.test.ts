@@ -64,21 +64,23 @@ describe('the threads the addon starts', () => {
 
 describe('a promise whose settlement fails', () => {
   test('a call whose result cannot be handed to JavaScript rejects with the error that settling raised, instead of staying pending', async () => {
-    // The native side builds a run's result as an array of 8 and sets its elements: a setter on
+    // The native side hands a token over as an array of 3 whose elements it sets: a setter on
     // Array.prototype that throws makes exactly that step fail, as running out of memory would.
     const failure = new Error('settling failed on purpose');
+    const r = _remctl.remctl_new();
+    expect(await _remctl.remctl_open(r, settings.host, settings.port, settings.principal)).toBe(true);
+    expect(await _remctl.remctl_commandv(r, ['test', 'test'])).toBe(true);
     let armed = true;
     Object.defineProperty(Array.prototype, '0', {
       configurable: true,
       set(this: unknown[], value: unknown) {
-        if (armed && this.length === 8) throw failure;
+        if (armed && this.length === 3) throw failure;
         Object.defineProperty(this, '0', { value, writable: true, enumerable: true, configurable: true });
       },
     });
     try {
-      const call = _remctl.remctl(settings.host, settings.port, settings.principal, ['test', 'test']);
       const outcome = await Promise.race([
-        call.then(
+        _remctl.remctl_output(r).then(
           () => 'resolved',
           (error: unknown) => error,
         ),
@@ -88,6 +90,7 @@ describe('a promise whose settlement fails', () => {
     } finally {
       armed = false;
       delete (Array.prototype as unknown as Record<string, unknown>)['0'];
+      await _remctl.remctl_close(r);
     }
     // The same call, settled normally, works as before.
     const result = await _remctl.remctl(settings.host, settings.port, settings.principal, ['test', 'test']);
