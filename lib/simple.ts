@@ -57,11 +57,14 @@ export async function remctl(host: string, command: Command, options: RemctlOpti
 export async function remctl(host: string, command: Command, options?: RemctlOptions): Promise<RemctlResult<string | Buffer>>;
 export async function remctl(host: string, command: Command, options?: RemctlOptions): Promise<RemctlResult<string | Buffer>> {
   const call = checkSimpleOptions(host, command, options);
-  call.signal?.throwIfAborted();
-  // Nothing goes out in the turn that made the call: an abort from the same
-  // code, or from a promise continuation of it, comes first.
-  await laterTurn();
-  call.signal?.throwIfAborted();
+  if (call.signal !== undefined) {
+    call.signal.throwIfAborted();
+    // Nothing goes out in the turn that made the call: an abort from the
+    // same code, or from a promise continuation of it, comes first. Without
+    // a signal nothing can abort it.
+    await laterTurn();
+    call.signal.throwIfAborted();
+  }
   const handle = newHandle(call.settings);
   const raw = await abortable(handle.runOnce(call.target, call.args, nativeLimit(call.maxBuffer)), call.signal, () => handle.cancel());
   return settleRun(raw, call.encoding, call.maxBuffer);

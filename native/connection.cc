@@ -173,9 +173,7 @@ Readiness Connection::TokenReadiness() const {
 bool Connection::CommandCannotBlock(const Arguments& args) const {
   if (cancelled()) return true;
   if (version1_) return !opened_;
-  const bool connected = opened_ && link_ && link_->alive();
-  known_alive_ = connected;
-  if (!connected) return !Reopenable();
+  if (!CheckAlive()) return !Reopenable();
   // The message, cut into tokens of TOKEN_MAX_DATA, each with its header,
   // GSS-API's wrapping (under 64 bytes with Kerberos) and the 5-byte framing.
   constexpr size_t kTokenData = 64 * 1024;
@@ -183,6 +181,11 @@ bool Connection::CommandCannotBlock(const Arguments& args) const {
   size_t length = 4 + args.bytes.size() + 4 * args.lengths.size();
   const size_t tokens = length / (kTokenData - 8) + 1;
   return link_->CanSend(length + tokens * kPerToken);
+}
+
+bool Connection::CheckAlive() const {
+  known_alive_ = opened_ && link_ && link_->alive();
+  return known_alive_;
 }
 
 void Connection::SetBlocking(bool blocking) {

@@ -165,6 +165,12 @@ class Connection {
   // Noop() fails at once, without the network.
   bool NoopFailsNow() const { return cancelled() || (!opened_ && !Reopenable()); }
   void SetBlocking(bool blocking);
+  void SocketFlagsChanged() {
+    if (link_) link_->FlagsChanged();
+  }
+  // The socket is open and the server has not closed it, as far as can be
+  // told without waiting; the next Command or Noop then trusts it.
+  bool CheckAlive() const;
   // The connection was silent for longer than its timeout.
   void TimeOut();
   // Milliseconds since the server last sent or acknowledged anything; -1

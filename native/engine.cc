@@ -306,7 +306,12 @@ void Conn::Pump() {
     }
     if (step == Step::kBlock) {
       StopWaiting();
-      if (op.reconnects()) Unwatch();
+      if (op.reconnects()) {
+        Unwatch();
+      } else {
+        // The thread reads the socket: a poll would wake the loop for it.
+        Pause();
+      }
       connection_->SetBlocking(true);
       blocking_ = true;
       std::string error = engine_.Submit(std::make_unique<BlockStep>(self, &op));
@@ -359,6 +364,8 @@ void Conn::Watch() {
     }
     poll_->data = this;
     polled_fd_ = fd;
+    // uv_poll_init made the socket non-blocking.
+    connection_->SocketFlagsChanged();
   }
   if (!reading_) {
     uv_poll_start(poll_, UV_READABLE | UV_DISCONNECT, &Conn::OnReadable);
@@ -375,6 +382,12 @@ void Conn::Unwatch() {
   engine_.Close(reinterpret_cast<uv_handle_t*>(poll_));
   poll_ = nullptr;
   polled_fd_ = -1;
+}
+
+void Conn::Pause() {
+  if (poll_ == nullptr || !reading_) return;
+  uv_poll_stop(poll_);
+  reading_ = false;
 }
 
 void Conn::StopWaiting() {

@@ -195,6 +195,8 @@ class Conn : public std::enable_shared_from_this<Conn> {
   void Watch();
   void ArmTimer(long timeout);
   void StopWaiting();
+  // Stops polling the socket, keeping the poll for the next wait.
+  void Pause();
   static void OnReadable(uv_poll_t* poll, int status, int events);
   static void OnTimer(uv_timer_t* timer);
   void TimedOut();

@@ -104,7 +104,10 @@ class StatusOp : public CallOp {
         break;
       case Kind::kNoop:
         // A round trip to the server: libremctl sends and waits in one call.
-        if (!connection.NoopFailsNow()) return Step::kBlock;
+        if (!connection.NoopFailsNow()) {
+          alive_ = connection.CheckAlive();
+          return Step::kBlock;
+        }
         status_ = connection.Noop(settings_);
         break;
     }
@@ -128,9 +131,12 @@ class StatusOp : public CallOp {
   Napi::Value Result(Napi::Env env, Conn& conn) override {
     return StatusValue(env, conn, status_);
   }
+  // A noop on a live connection reads and writes the socket it has.
+  bool reconnects() const override { return kind_ != Kind::kNoop || !alive_; }
 
  private:
   Kind kind_;
+  bool alive_ = false;
   std::unique_ptr<TargetHolder> target_;
   Arguments args_;
   bool as_strings_ = false;

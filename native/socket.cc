@@ -235,10 +235,11 @@ std::unique_ptr<Link> Link::Start(Fd socket, int* lib_fd, std::string* error) {
 }
 
 void Link::SetBlocking(bool blocking) {
-  int flags = fcntl(socket_.get(), F_GETFL);
-  if (flags < 0) return;
-  const int wanted = blocking ? flags & ~O_NONBLOCK : flags | O_NONBLOCK;
-  if (wanted != flags) fcntl(socket_.get(), F_SETFL, wanted);
+  if (flags_ < 0) flags_ = fcntl(socket_.get(), F_GETFL);
+  if (flags_ < 0) return;
+  const int wanted = blocking ? flags_ & ~O_NONBLOCK : flags_ | O_NONBLOCK;
+  if (wanted == flags_) return;
+  flags_ = fcntl(socket_.get(), F_SETFL, wanted) == 0 ? wanted : -1;
 }
 
 // libremctl's reads (socket_xread in util/network.c) take EAGAIN as no

@@ -98,6 +98,8 @@ class Link {
   // where libremctl is only called when it cannot block, and a read or write
   // that would wait fails instead of hanging the event loop).
   void SetBlocking(bool blocking);
+  // Someone else (libuv's uv_poll_init) set the socket's flags.
+  void FlagsChanged() { flags_ = -1; }
   // For blocking use with no event loop (remctlSync): a read or write that
   // waits timeout seconds without the server sending or acknowledging
   // anything fails (SO_SNDTIMEO, and SO_RCVTIMEO at a hundredth of it: see
@@ -178,6 +180,8 @@ class Link {
   std::atomic<bool> shut_down_{false};
   long timeout_ = 0;
   size_t low_water_ = 1;
+  // The descriptor's flags as SetBlocking last set them; -1: to be read.
+  int flags_ = -1;
   bool woken_ = false;
   // SO_SNDBUF when last read: the kernel grows it as it tunes the socket.
   int send_buffer_;
