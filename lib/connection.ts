@@ -62,6 +62,9 @@ export class Remctl implements AsyncDisposable {
   #failure: string | undefined;
   // A command sent with command() whose output has not been read to its end.
   #pending = false;
+  // Tokens of that output that outputs() read ahead, the last maybe the
+  // text of the failure that ended the reading.
+  #ahead: Array<RemctlOutput | string> = [];
   // Calls take turns: a call spanning several native operations (spawn,
   // outputs) holds the connection until it is done. A call finding the
   // connection free takes it at once, without a promise to wait on.
@@ -148,16 +151,7 @@ export class Remctl implements AsyncDisposable {
   /** The next token of the current command's output; `done` once it has ended, until the next command. */
   async output(options?: CallOptions): Promise<RemctlOutput> {
     const signal = checkSignal(readOptions(options, CALL_OPTIONS).signal);
-    return this.#inTurn(signal, async () => {
-      const handle = await this.#connection(signal);
-      const token = await this.#call(handle, handle.output(), signal);
-      if (typeof token === 'string') {
-        this.#lost(handle, token);
-        throw new RemctlError(token);
-      }
-      if (token.type !== 'output') this.#pending = false;
-      return token;
-    });
+    return this.#inTurn(signal, () => this.#nextToken(signal, 0));
   }
 
   /**
@@ -167,10 +161,13 @@ export class Remctl implements AsyncDisposable {
    * taken for the next command's.
    */
   async *outputs(options?: CallOptions): AsyncGenerator<RemctlOutput, void, undefined> {
+    const signal = checkSignal(readOptions(options, CALL_OPTIONS).signal);
     let ended = false;
     try {
       for (;;) {
-        const token = await this.output(options);
+        // Whatever has already arrived, up to READ_AHEAD_BYTES, is taken in
+        // one call to the native side and handed out a token at a time.
+        const token = await this.#inTurn(signal, () => this.#nextToken(signal, READ_AHEAD_BYTES));
         if (token.type !== 'output') ended = true;
         yield token;
         if (ended) return;
@@ -276,6 +273,7 @@ export class Remctl implements AsyncDisposable {
       this.#handle = undefined;
       this.#target = undefined;
       this.#pending = false;
+      this.#ahead = [];
       this.#failure = undefined;
       if (handle !== undefined && !handle.closed) await handle.close();
     });
@@ -391,12 +389,45 @@ export class Remctl implements AsyncDisposable {
     return handle;
   }
 
+  // The next token, in turn: read ahead by outputs() already, or from the
+  // server, with as many more as have arrived whole, up to readAhead bytes.
+  async #nextToken(signal: AbortSignal | undefined, readAhead: number): Promise<RemctlOutput> {
+    let next = this.#ahead.shift();
+    if (next === undefined) {
+      const handle = await this.#connection(signal);
+      if (readAhead > 0) {
+        const tokens = await this.#call(handle, handle.outputBatch(readAhead), signal);
+        // Settled after the connection was lost or closed: not this one's any more.
+        if (this.#handle === handle) {
+          next = tokens.shift();
+          this.#ahead = tokens;
+        } else {
+          next = tokens[0];
+        }
+      } else {
+        next = await this.#call(handle, handle.output(), signal);
+      }
+      if (typeof next === 'string') {
+        this.#lost(handle, next);
+        throw new RemctlError(next);
+      }
+    } else if (typeof next === 'string') {
+      const handle = this.#handle;
+      if (handle !== undefined) this.#lost(handle, next);
+      throw new RemctlError(next);
+    }
+    if (next === undefined) throw new RemctlError('no output');
+    if (next.type !== 'output') this.#pending = false;
+    return next;
+  }
+
   // A call on handle failed: whatever was under way on it cannot be trusted
   // to be in step, so the next call starts on a fresh connection.
   #lost(handle: NativeHandle, failure?: string): void {
     if (this.#handle !== handle) return;
     this.#handle = undefined;
     this.#pending = false;
+    this.#ahead = [];
     this.#failure = failure;
     handle.cancel();
     closeQuietly(handle);
@@ -411,6 +442,19 @@ export class Remctl implements AsyncDisposable {
     await this.#inTurn(undefined, async () => {
       const handle = this.#handle;
       if (!this.#pending || handle === undefined) return;
+      // What was read ahead goes first: the output may have ended in it.
+      const ahead = this.#ahead;
+      this.#ahead = [];
+      for (const token of ahead) {
+        if (typeof token === 'string') {
+          this.#lost(handle, token);
+          return;
+        }
+        if (token.type !== 'output') {
+          this.#pending = false;
+          return;
+        }
+      }
       const deadline = AbortSignal.timeout(timeoutMs);
       try {
         for (;;) {
@@ -436,6 +480,7 @@ export class Remctl implements AsyncDisposable {
     const handle = this.#handle;
     this.#handle = undefined;
     this.#pending = false;
+    this.#ahead = [];
     if (handle !== undefined) closeQuietly(handle);
   }
 }
@@ -443,6 +488,9 @@ export class Remctl implements AsyncDisposable {
 // How long leaving outputs() early may spend reading the rest of a command's
 // output on a connection without a timeout, and in what batches.
 const DISCARD_TIMEOUT_MS = 10_000;
+// How much of a command's output outputs() takes from the native side at
+// once (whatever has arrived, never waiting for more than the next token).
+const READ_AHEAD_BYTES = 16 * 1024;
 const DISCARD_BATCH_BYTES = 256 * 1024;
 
 function closeQuietly(handle: NativeHandle): void {

@@ -6,6 +6,7 @@
 import { afterEach, describe, expect, test } from 'vitest';
 import { Remctl, RemctlError, RemctlOutputPendingError, _remctl, type RemctlOutput } from '../dist/index.js';
 import { rejection } from './probes.js';
+import { bigPattern } from './realm.mjs';
 import { realm } from './realm-context.mjs';
 
 const settings = realm();
@@ -89,6 +90,32 @@ describe('output still to be read', () => {
     for await (const token of r.outputs()) if (token.type === 'output') rest.push(token.data.toString());
     expect(rest).toEqual(['FIRST\n', 'stderr line\n']);
     expect(await echo(r, 'THIRD')).toEqual(own('THIRD'));
+  });
+
+  test('outputs() takes whatever has arrived in one go, yet output() and outputs() interleaved hand out every token once and in order', async () => {
+    const r = await connect();
+    const size = 300_000;
+    await r.command(['test', 'big', String(size)]);
+    // Let the whole output arrive, so that the first outputs() step reads several tokens ahead.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const iterator = r.outputs();
+    const chunks: Buffer[] = [];
+    const taken = (token: RemctlOutput) => {
+      if (token.type === 'output') chunks.push(token.data);
+      return token.type;
+    };
+    let kinds = [taken((await iterator.next()).value as RemctlOutput)];
+    for (let i = 0; i < 3; i++) kinds.push(taken(await r.output()));
+    for (;;) {
+      const step = await iterator.next();
+      if (step.done) break;
+      kinds.push(taken(step.value));
+    }
+    expect(kinds.at(-1)).toBe('status');
+    expect(kinds.slice(0, -1).every((kind) => kind === 'output')).toBe(true);
+    expect(kinds.length).toBeGreaterThan(5);
+    expect(Buffer.concat(chunks).equals(bigPattern(size))).toBe(true);
+    expect(await echo(r, 'NEXT')).toEqual(own('NEXT'));
   });
 
   for (const how of ['break', 'return', 'throw'] as const) {
