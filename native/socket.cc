@@ -291,7 +291,11 @@ Readiness Link::TokenReadiness() {
     const uint32_t length = (uint32_t(peeked[1]) << 24) | (uint32_t(peeked[2]) << 16) |
                             (uint32_t(peeked[3]) << 8) | uint32_t(peeked[4]);
     const size_t need = 5 + size_t(length);
-    if (length <= kMaxTokenLength && size_t(n) < need && Unread() < need) readiness = {false, need};
+    if (length <= kMaxTokenLength && size_t(n) < need && buffered_ < need) {
+      buffered_ = Unread();
+      if (buffered_ < need) readiness = {false, need};
+    }
+    if (readiness.ready) next_token_ = need;
   }
   if (!readiness.ready && ack_owed_) {
     ack_owed_ = false;

@@ -150,7 +150,11 @@ class Link {
   // Bytes the server sent that nobody has read yet.
   size_t Unread() const;
   // A token was read: the next wake is progress again.
-  void Consumed() { woken_ = false; }
+  void Consumed() {
+    woken_ = false;
+    buffered_ = buffered_ > next_token_ ? buffered_ - next_token_ : 0;
+    next_token_ = 0;
+  }
 
   // Any thread: ends the connection now; a blocked libremctl call returns.
   void Shutdown();
@@ -182,6 +186,11 @@ class Link {
   size_t low_water_ = 1;
   // The descriptor's flags as SetBlocking last set them; -1: to be read.
   int flags_ = -1;
+  // At least this many bytes are in the receive queue (FIONREAD less the
+  // tokens read since): a burst of tokens needs one count, not one each.
+  size_t buffered_ = 0;
+  // The size of the token TokenReadiness found whole, which the next read takes.
+  size_t next_token_ = 0;
   bool woken_ = false;
   // SO_SNDBUF when last read: the kernel grows it as it tunes the socket.
   int send_buffer_;
