@@ -317,6 +317,11 @@ class RunOp : public CallOp {
       case Phase::kOpen:
         result_.status = connection.Open(open_first_->Take(), settings_);
         phase_ = result_.status.ok ? Phase::kSend : Phase::kEnded;
+        // Sent from here, while the loop is still to hear of the open: the
+        // command is on its way a wake-up of the loop sooner. Command()
+        // checks for a cancel last, as on the loop.
+        // The loop peeks before it waits: the answer may be there by then.
+        if (phase_ == Phase::kSend && connection.CommandCannotBlock(args_)) Send(connection);
         break;
       case Phase::kSend:
         Send(connection);
