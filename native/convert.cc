@@ -56,14 +56,17 @@ Arguments ToArguments(const Napi::Value& value, const char* name) {
   return args;
 }
 
-Napi::Value ToBytes(Napi::Env env, ByteBuffer&& bytes) {
+Napi::Value CopyBytes(Napi::Env env, const ByteBuffer& bytes) {
   const size_t size = bytes.size();
   if (size == 0) return env.Undefined();
-  if (size < kCopyBelow) {
-    Napi::ArrayBuffer copy = Napi::ArrayBuffer::New(env, size);
-    std::memcpy(copy.Data(), bytes.data(), size);
-    return copy;
-  }
+  Napi::ArrayBuffer copy = Napi::ArrayBuffer::New(env, size);
+  std::memcpy(copy.Data(), bytes.data(), size);
+  return copy;
+}
+
+Napi::Value ToBytes(Napi::Env env, ByteBuffer&& bytes) {
+  const size_t size = bytes.size();
+  if (size < kCopyBelow) return CopyBytes(env, bytes);
   char* data = bytes.Release();
   Napi::MemoryManagement::AdjustExternalMemory(env, static_cast<int64_t>(size));
   return Napi::ArrayBuffer::New(
@@ -78,7 +81,7 @@ void AppendToken(Napi::Env env, Napi::Array& into, uint32_t& at, Token&& token) 
   switch (token.type) {
     case Token::Type::kOutput:
       into.Set(at++, Napi::Number::New(env, 1));
-      into.Set(at++, ToBytes(env, std::move(token.data)));
+      into.Set(at++, CopyBytes(env, token.data));
       into.Set(at++, Napi::Number::New(env, token.stream));
       break;
     case Token::Type::kStatus:
@@ -88,7 +91,7 @@ void AppendToken(Napi::Env env, Napi::Array& into, uint32_t& at, Token&& token) 
       break;
     case Token::Type::kError:
       into.Set(at++, Napi::Number::New(env, 3));
-      into.Set(at++, ToBytes(env, std::move(token.data)));
+      into.Set(at++, CopyBytes(env, token.data));
       into.Set(at++, Napi::Number::New(env, token.error));
       break;
     case Token::Type::kDone:

@@ -15,17 +15,21 @@ Arguments ToArguments(const Napi::Value& value, const char* name);
 // Hands the bytes to JavaScript as an ArrayBuffer (undefined when empty),
 // which JavaScript views as a Buffer: far cheaper than a Buffer made here,
 // which N-API gives Buffer.prototype object by object. Large buffers (a whole
-// command's output) go without a copy.
+// command's output) go without a copy, as external memory that a finalizer
+// frees: one such buffer per call.
 Napi::Value ToBytes(Napi::Env env, ByteBuffer&& bytes);
+// The same, always copied into memory V8 allocates: for tokens, which come by
+// the thousand, and whose external buffers would wait for finalizers.
+Napi::Value CopyBytes(Napi::Env env, const ByteBuffer& bytes);
 
 // Appends a token as three elements, [kind, data, number]: kind 1 output
 // (number: the stream), 2 status (the status), 3 error (the error code), 4
-// done; data an ArrayBuffer (see ToBytes) or undefined. lib/addon.ts makes
+// done; data an ArrayBuffer (see CopyBytes) or undefined. lib/addon.ts makes
 // the token objects: named properties set from here cost a string each, and
 // a Buffer made here a prototype change (measured: a third of a stream's
-// CPU). Small data is copied into memory V8 allocates and accounts for at
-// its real size, where external buffers freed by finalizers piled up
-// (94 MiB for 256 MiB of 4 KiB tokens, against 11 MiB copied).
+// CPU). The data is copied into memory V8 allocates and accounts for at its
+// real size, where external buffers freed by finalizers piled up (94 MiB
+// for 256 MiB of 4 KiB tokens, against 11 MiB copied), whatever the size.
 void AppendToken(Napi::Env env, Napi::Array& into, uint32_t& at, Token&& token);
 
 // {host?, port?, principal?} or with `addresses: [{address, port}]` or
