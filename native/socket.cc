@@ -342,6 +342,8 @@ bool Link::CanSend(size_t bytes) {
 void Link::Answered(bool ended) {
   unanswered_ = false;
   ended_at_ns_ = ended ? MonotonicNs() : 0;
+  // Nothing more comes that the server would hold back for our ACK.
+  if (ended) ack_owed_ = false;
 }
 
 bool Link::JustEnded() const {

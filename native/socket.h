@@ -152,7 +152,9 @@ class Link {
   // A token was read: the next wake is progress again.
   void Consumed() {
     woken_ = false;
-    buffered_ = buffered_ > next_token_ ? buffered_ - next_token_ : 0;
+    // A token read without TokenReadiness seeing it whole (a thread read it
+    // as it came) leaves no count to go by.
+    buffered_ = next_token_ > 0 && buffered_ > next_token_ ? buffered_ - next_token_ : 0;
     next_token_ = 0;
   }
 

@@ -11,6 +11,7 @@ import { addon } from '../dist/addon.js';
 import { counts, settledCounts } from './metrics.mjs';
 import { realm } from './realm-context.mjs';
 import { bigPattern } from './realm.mjs';
+import { splittingProxy } from './fault-servers.js';
 
 const settings = realm();
 const where = { port: settings.port, principal: settings.principal };
@@ -103,6 +104,26 @@ describe('the blocking fallbacks', () => {
     const next = await handle.run(['test', 'test'], 0);
     expect(next.stdout.toString()).toBe('hello world\n');
     await handle.close();
+  });
+
+  test('a small token that arrives in pieces after tokens a thread read is waited for, not read half there', async () => {
+    // A receive buffer the kernel keeps at its minimum: every 4 KiB output token is read by a
+    // thread as it comes. The proxy holds back the end of each piece, the status token's
+    // included, so what the loop counted as buffered before a thread's read is stale after it.
+    const proxy = await splittingProxy(settings.port, 8, 20);
+    try {
+      const handle = new addon.RemctlHandle();
+      handle.setSocketBuffers(1, 0);
+      expect(await handle.open({ host: settings.host, port: proxy.port, principal: settings.principal })).toBeUndefined();
+      for (let round = 0; round < 3; round++) {
+        const result = await handle.run(['test', 'big', '40000'], 0);
+        expect({ ok: result.ok, message: result.message, status: result.status }).toStrictEqual({ ok: true, message: undefined, status: 0 });
+        expect(result.stdout.equals(bigPattern(40_000))).toBe(true);
+      }
+      await handle.close();
+    } finally {
+      await proxy.close();
+    }
   });
 
   test('a command larger than the free send space is sent whole, by a thread', async () => {

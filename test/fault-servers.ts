@@ -160,3 +160,32 @@ export async function delayingProxy(upstreamPort: number, delayMs: number): Prom
     upstream.on('data', (chunk: Buffer) => setTimeout(() => client.writable && client.write(chunk), delayMs));
   });
 }
+
+/**
+ * A proxy in front of `upstreamPort` that holds back the last `tailBytes` of each piece the
+ * server sends for `delayMs`, so the client sees the end of every token, status tokens
+ * included, arrive late and apart from the rest.
+ */
+export async function splittingProxy(upstreamPort: number, tailBytes: number, delayMs: number): Promise<TestServer> {
+  return scriptedServer((client) => {
+    client.setNoDelay(true);
+    const upstream = connect(upstreamPort, '127.0.0.1');
+    upstream.on('error', () => client.destroy());
+    client.on('error', () => upstream.destroy());
+    client.on('close', () => upstream.destroy());
+    let relay = Promise.resolve();
+    const later = (body: () => void, ms: number) => new Promise<void>((resolve) => setTimeout(() => resolve(body()), ms));
+    upstream.on('close', () => {
+      relay = relay.then(() => void client.end());
+    });
+    client.on('data', (chunk: Buffer) => upstream.write(chunk));
+    upstream.on('data', (chunk: Buffer) => {
+      relay = relay.then(async () => {
+        if (!client.writable) return;
+        const cut = Math.max(chunk.length - tailBytes, 0);
+        if (cut > 0) client.write(chunk.subarray(0, cut));
+        await later(() => client.writable && client.write(chunk.subarray(cut)), delayMs);
+      });
+    });
+  });
+}
