@@ -13,7 +13,7 @@ export interface NativeRunResult {
   errorMessage: string | undefined;
 }
 
-/** What runSync returns, the output as ArrayBuffers (undefined when empty); see unpackRun. */
+/** A run's values as the native side gives them, the output as ArrayBuffers (undefined when empty). */
 export type NativeRunArray = [
   ok: boolean,
   message: string | undefined,
@@ -27,18 +27,17 @@ export type NativeRunArray = [
 
 const bytes = (data: ArrayBuffer | undefined): Buffer => (data === undefined ? Buffer.alloc(0) : Buffer.from(data));
 
-function runResult(
-  ok: boolean,
-  message: string | undefined,
-  stdout: ArrayBuffer | undefined,
-  stderr: ArrayBuffer | undefined,
-  status: number,
-  exceeded: boolean,
-  errorCode: number | undefined,
-  errorMessage: string | undefined,
-): NativeRunResult {
-  return { ok, message, stdout: bytes(stdout), stderr: bytes(stderr), status, exceeded, errorCode, errorMessage };
-}
+// A run's eight values, as settle's arguments (or runSync's array).
+const runResult: (...values: NativeRunArray) => NativeRunResult = (ok, message, stdout, stderr, status, exceeded, errorCode, errorMessage) => ({
+  ok,
+  message,
+  stdout: bytes(stdout),
+  stderr: bytes(stderr),
+  status,
+  exceeded,
+  errorCode,
+  errorMessage,
+});
 
 /** remctlSync's result, which comes back as an array. */
 export function unpackRun(values: NativeRunArray): NativeRunResult {
