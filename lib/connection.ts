@@ -330,9 +330,10 @@ export class Remctl implements AsyncDisposable {
     }
   }
 
-  // A call that sends something to the server: in turn, refused while a
-  // command's output is still to be read, and never sent in the turn of the
-  // event loop that made the call, so an abort made right after it wins.
+  // A call that sends something to the server: in turn, and refused while a
+  // command's output is still to be read. With a signal it is never sent in
+  // the turn of the event loop that made the call, so an abort made right
+  // after it wins; without one nothing can abort it, and it goes at once.
   async #sending<T>(what: string, signal: AbortSignal | undefined, send: (handle: NativeHandle) => Promise<T>): Promise<T> {
     signal?.throwIfAborted();
     const turn = this.#take(signal);
