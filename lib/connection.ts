@@ -393,28 +393,22 @@ export class Remctl implements AsyncDisposable {
   // The next token, in turn: read ahead by outputs() already, or from the
   // server, with as many more as have arrived whole, up to readAhead bytes.
   async #nextToken(signal: AbortSignal | undefined, readAhead: number): Promise<RemctlOutput> {
+    // The handle the token came from: a failure ends that one, and only if it is still ours.
+    let source = this.#handle;
     let next = this.#ahead.shift();
     if (next === undefined) {
-      const handle = await this.#connection(signal);
+      source = await this.#connection(signal);
       if (readAhead > 0) {
-        const tokens = await this.#call(handle, handle.outputBatch(readAhead), signal);
-        // Settled after the connection was lost or closed: not this one's any more.
-        if (this.#handle === handle) {
-          next = tokens.shift();
-          this.#ahead = tokens;
-        } else {
-          next = tokens[0];
-        }
+        const tokens = await this.#call(source, source.outputBatch(readAhead), signal);
+        next = tokens.shift();
+        // Settled after the connection was lost or closed: the rest is not this one's any more.
+        if (this.#handle === source) this.#ahead = tokens;
       } else {
-        next = await this.#call(handle, handle.output(), signal);
+        next = await this.#call(source, source.output(), signal);
       }
-      if (typeof next === 'string') {
-        this.#lost(handle, next);
-        throw new RemctlError(next);
-      }
-    } else if (typeof next === 'string') {
-      const handle = this.#handle;
-      if (handle !== undefined) this.#lost(handle, next);
+    }
+    if (typeof next === 'string') {
+      if (source !== undefined) this.#lost(source, next);
       throw new RemctlError(next);
     }
     if (next === undefined) throw new RemctlError('no output');

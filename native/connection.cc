@@ -450,9 +450,9 @@ struct remctl_output* Connection::ReadOutput(const Settings& settings,
   // Version 1 sends a command's whole output and status in one token, then
   // closes: libremctl returns the rest without reading.
   if (output->type != REMCTL_OUT_OUTPUT || version1_) expecting_ = false;
-  if (link_) link_->Consumed();
-  if (link_ && output->type != REMCTL_OUT_DONE) {
-    link_->Answered(output->type == REMCTL_OUT_STATUS);
+  if (link_) {
+    link_->Consumed();
+    if (output->type != REMCTL_OUT_DONE) link_->Answered(output->type == REMCTL_OUT_STATUS);
     if (output->type == REMCTL_OUT_OUTPUT) {
       if (blocking_) {
         link_->Acknowledge();

@@ -135,13 +135,13 @@ class Op {
 
   virtual Step Advance(Conn& conn) = 0;
   virtual void Block(Connection& connection) {}
-  // The value the operation settles with.
-  virtual Napi::Value Result(Napi::Env env, Conn& conn) = 0;
-  // The values settle is called with, after the error: Result's alone,
-  // unless an operation passes several (no array to build and take apart).
+  // The values settle is called with, after the error. An operation
+  // settling with one value overrides Result; a run, with its eight,
+  // overrides Values (no array to build and take apart).
   virtual void Values(Napi::Env env, Conn& conn, std::vector<napi_value>& values) {
     values.push_back(Result(env, conn));
   }
+  virtual Napi::Value Result(Napi::Env env, Conn& conn) { return env.Undefined(); }
   // Ended from outside (a timeout on the loop, a cancel): fails with status.
   virtual void Fail(Status status) = 0;
   // Seconds of silence that end a kRead wait; 0 for none.

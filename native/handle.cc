@@ -319,8 +319,8 @@ class RunOp : public CallOp {
         phase_ = result_.status.ok ? Phase::kSend : Phase::kEnded;
         // Sent from here, while the loop is still to hear of the open: the
         // command is on its way a wake-up of the loop sooner. Command()
-        // checks for a cancel last, as on the loop.
-        // The loop peeks before it waits: the answer may be there by then.
+        // checks for a cancel last, as on the loop; the loop then peeks
+        // before it waits, as the answer may be there by then.
         if (phase_ == Phase::kSend && connection.CommandCannotBlock(args_)) Send(connection);
         break;
       case Phase::kSend:
@@ -334,10 +334,6 @@ class RunOp : public CallOp {
     }
   }
   bool reconnects() const override { return phase_ != Phase::kRead; }
-  Napi::Value Result(Napi::Env env, Conn& conn) override {
-    conn.last_error = result_.status.ok ? kNoError : result_.status.message;
-    return ToRunArray(env, std::move(result_));
-  }
   void Values(Napi::Env env, Conn& conn, std::vector<napi_value>& values) override {
     conn.last_error = result_.status.ok ? kNoError : result_.status.message;
     RunValues(env, std::move(result_), values);

@@ -297,11 +297,7 @@ Readiness Link::TokenReadiness() {
     }
     if (readiness.ready) next_token_ = need;
   }
-  if (!readiness.ready && ack_owed_) {
-    ack_owed_ = false;
-    int one = 1;
-    setsockopt(socket_.get(), IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
-  }
+  if (!readiness.ready && ack_owed_) AcknowledgeNow();
   return readiness;
 }
 
@@ -326,17 +322,19 @@ bool Link::WaitFor(size_t need) {
 bool Link::CanSend(size_t bytes) {
   // The kernel counts a buffer's bookkeeping against SO_SNDBUF too: half of
   // what is free is always there for data.
-  if (!unanswered_ && send_buffer_ > 0 && int64_t(bytes) * 2 <= int64_t(send_buffer_)) return true;
+  const auto fits = [bytes](int buffer, int queued) {
+    return buffer > 0 && int64_t(bytes) * 2 <= int64_t(buffer) - 2 * int64_t(queued);
+  };
+  if (!unanswered_ && fits(send_buffer_, 0)) return true;
   int buffer = 0;
   socklen_t length = sizeof(buffer);
   int queued = 0;
   if (getsockopt(socket_.get(), SOL_SOCKET, SO_SNDBUF, &buffer, &length) != 0 ||
-      ioctl(socket_.get(), TIOCOUTQ, &queued) != 0 || buffer <= 0 || queued < 0) {
+      ioctl(socket_.get(), TIOCOUTQ, &queued) != 0 || queued < 0) {
     return false;
   }
   send_buffer_ = buffer;
-  const int64_t free_space = int64_t(buffer) - 2 * int64_t(queued);
-  return int64_t(bytes) * 2 <= free_space;
+  return fits(buffer, queued);
 }
 
 void Link::Answered(bool ended) {
@@ -364,8 +362,15 @@ size_t Link::Unread() const {
 }
 
 void Link::Acknowledge() {
+  if (Unread() > 0) {
+    ack_owed_ = false;
+    return;
+  }
+  AcknowledgeNow();
+}
+
+void Link::AcknowledgeNow() {
   ack_owed_ = false;
-  if (Unread() > 0) return;
   int one = 1;
   setsockopt(socket_.get(), IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
 }

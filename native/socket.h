@@ -180,6 +180,8 @@ class Link {
   explicit Link(Fd socket, int send_buffer)
       : socket_(std::move(socket)), send_buffer_(send_buffer) {}
   bool JustEnded() const;
+  // Re-arms TCP_QUICKACK, which sends the ACK owed at once.
+  void AcknowledgeNow();
 
   Fd socket_;
   std::atomic<bool> timed_out_{false};
