@@ -8,7 +8,8 @@
         "native/convert.cc",
         "native/engine.cc",
         "native/handle.cc",
-        "native/socket.cc"
+        "native/socket.cc",
+        "native/tcp_stats.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

@@ -3,7 +3,7 @@
 // with the text from remctl_error); only programmer errors throw, as a
 // TypeError or RangeError naming the argument. Calls that can wait on the
 // network return Promises, driven by the event loop (see native/engine.h).
-import { addon, type NativeHandle, type NativeTarget } from './addon.js';
+import { addon, isFailure, type NativeFailure, type NativeHandle, type NativeTarget } from './addon.js';
 import type { RemctlOutput } from './output.js';
 import {
   checkCommand,
@@ -80,12 +80,12 @@ function checkAddress(value: unknown, name: string): SocketAddress {
 // scope (V8 keeps the whole scope chain), and a handle dropped with a call in
 // flight could then never be collected and closed by its finalizer. So the
 // calls below chain on the native promise with module-level callbacks.
-function succeeded(failure: string | undefined): boolean {
+function succeeded(failure: NativeFailure | undefined): boolean {
   return failure === undefined;
 }
 
-function tokenOrNull(token: RemctlOutput | string): RemctlOutput | null {
-  return typeof token === 'string' ? null : token;
+function tokenOrNull(token: RemctlOutput | NativeFailure): RemctlOutput | null {
+  return isFailure(token) ? null : token;
 }
 
 function opened(r: NativeHandle, target: NativeTarget): Promise<boolean> {
@@ -126,7 +126,7 @@ export async function remctl(host: string, port: number, principal: string | nul
   const r = new addon.RemctlHandle();
   const result = await r.runOnce(target, args, 0);
   return {
-    error: result.errorMessage ?? (result.ok ? null : (result.message ?? 'unknown error')),
+    error: result.errorMessage ?? result.failure?.message ?? null,
     stdout: result.stdout,
     stderr: result.stderr,
     status: result.status,

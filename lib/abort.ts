@@ -56,7 +56,7 @@ export function openDeadline<T>(promise: Promise<T>, seconds: number | undefined
   return new Promise<T>((resolve, reject) => {
     const timer = setTimeout(() => {
       onExpire();
-      reject(new RemctlError(`timed out after ${seconds} s opening the connection: no answer from the KDC or from the server while authenticating`));
+      reject(new RemctlError(`timed out after ${seconds} s opening the connection: no answer from the KDC or from the server while authenticating`, 'ERR_REMCTL_TIMEOUT'));
     }, seconds * 1000 + DEADLINE_GRACE_MS);
     promise.then(
       (value) => {

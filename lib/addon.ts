@@ -1,10 +1,33 @@
 import { createRequire } from 'node:module';
 import type { RemctlOutput } from './output.js';
 
+/**
+ * Why a native operation failed, as data (see native/convert.h): libremctl's
+ * text, what kind of failure the native side found it to be, and the system
+ * error under it where one is known.
+ */
+export interface NativeFailure {
+  message: string;
+  reason: 'connect' | 'auth' | 'timeout' | 'connectionLost' | 'badResponse' | 'notOpen' | 'cancelled' | 'system';
+  /** errno, positive as in C. */
+  errno?: number;
+  /** Set for getaddrinfo only: ENOTFOUND, EAI_AGAIN... */
+  code?: string;
+  syscall?: string;
+  /** The numeric address, or for getaddrinfo the host name. */
+  address?: string;
+  port?: number;
+}
+
+/** Tokens are never failures: only a failure has a reason. */
+export function isFailure(value: object): value is NativeFailure {
+  return (value as Partial<NativeFailure>).reason !== undefined;
+}
+
 /** What the native addon resolves a run to. */
 export interface NativeRunResult {
   ok: boolean;
-  message: string | undefined;
+  failure: NativeFailure | undefined;
   stdout: Buffer;
   stderr: Buffer;
   status: number;
@@ -16,7 +39,7 @@ export interface NativeRunResult {
 /** A run's values as the native side gives them, the output as ArrayBuffers (undefined when empty). */
 export type NativeRunArray = [
   ok: boolean,
-  message: string | undefined,
+  failure: NativeFailure | undefined,
   stdout: ArrayBuffer | undefined,
   stderr: ArrayBuffer | undefined,
   status: number,
@@ -28,9 +51,9 @@ export type NativeRunArray = [
 const bytes = (data: ArrayBuffer | undefined): Buffer => (data === undefined ? Buffer.alloc(0) : Buffer.from(data));
 
 // A run's eight values, as settle's arguments (or runSync's array).
-const runResult: (...values: NativeRunArray) => NativeRunResult = (ok, message, stdout, stderr, status, exceeded, errorCode, errorMessage) => ({
+const runResult: (...values: NativeRunArray) => NativeRunResult = (ok, failure, stdout, stderr, status, exceeded, errorCode, errorMessage) => ({
   ok,
-  message,
+  failure,
   stdout: bytes(stdout),
   stderr: bytes(stderr),
   status,
@@ -53,17 +76,17 @@ export interface NativeTarget {
   fd?: number;
 }
 
-/** The native object behind one `struct remctl`. Failures resolve to libremctl's text. */
+/** The native object behind one `struct remctl`. Failures resolve to a NativeFailure. */
 export interface NativeHandle {
-  open(target: NativeTarget): Promise<string | undefined>;
-  command(command: ReadonlyArray<string | Uint8Array>, asStrings: boolean): Promise<string | undefined>;
-  output(): Promise<RemctlOutput | string>;
+  open(target: NativeTarget): Promise<NativeFailure | undefined>;
+  command(command: ReadonlyArray<string | Uint8Array>, asStrings: boolean): Promise<NativeFailure | undefined>;
+  output(): Promise<RemctlOutput | NativeFailure>;
   /**
    * The next token and, while more have already arrived whole, the ones after
-   * it, up to about maxBytes; the last element is the error text if reading failed.
+   * it, up to about maxBytes; the last element is the failure if reading failed.
    */
-  outputBatch(maxBytes: number): Promise<Array<RemctlOutput | string>>;
-  noop(): Promise<string | undefined>;
+  outputBatch(maxBytes: number): Promise<Array<RemctlOutput | NativeFailure>>;
+  noop(): Promise<NativeFailure | undefined>;
   run(command: ReadonlyArray<string | Uint8Array>, maxOutput: number): Promise<NativeRunResult>;
   runOnce(target: NativeTarget, command: ReadonlyArray<string | Uint8Array>, maxOutput: number): Promise<NativeRunResult>;
   /** Blocks the calling thread; only on a handle that never ran anything asynchronously. */
@@ -165,17 +188,17 @@ function tokenAt(flat: unknown[], at: number): RemctlOutput {
   }
 }
 
-// The tokens of outputBatch, then the error text if reading failed.
-function tokensOf(flat: unknown[]): Array<RemctlOutput | string> {
-  const tokens: Array<RemctlOutput | string> = [];
+// The tokens of outputBatch, then the failure if reading failed.
+function tokensOf(flat: unknown[]): Array<RemctlOutput | NativeFailure> {
+  const tokens: Array<RemctlOutput | NativeFailure> = [];
   let at = 0;
   for (; at + 2 < flat.length; at += 3) tokens.push(tokenAt(flat, at));
-  if (at < flat.length) tokens.push(flat[at] as string);
+  if (at < flat.length) tokens.push(flat[at] as NativeFailure);
   return tokens;
 }
 
 const RESULTS: Partial<Record<(typeof ASYNC_METHODS)[number], Convert>> = {
-  output: (value: unknown) => (typeof value === 'string' ? value : tokenAt(value as unknown[], 0)),
+  output: (value: unknown) => (Array.isArray(value) ? tokenAt(value, 0) : value),
   outputBatch: (value: unknown) => tokensOf(value as unknown[]),
   run: runResult,
   runOnce: runResult,

@@ -1,6 +1,7 @@
 import { abortable, laterTurn, openDeadline } from './abort.js';
-import type { NativeHandle, NativeTarget } from './addon.js';
+import { isFailure, type NativeFailure, type NativeHandle, type NativeTarget } from './addon.js';
 import { RemctlError, RemctlNotOpenedError, RemctlOutputPendingError } from './errors.js';
+import { failureError } from './failure.js';
 import type { RemctlOutput, RemctlResult } from './output.js';
 import { RemctlProcess } from './process.js';
 import { DEFAULT_MAX_BUFFER, nativeLimit, settleRun } from './result.js';
@@ -58,13 +59,13 @@ export class Remctl implements AsyncDisposable {
   // closed it (then the next call reopens it, to #target).
   #handle: NativeHandle | undefined;
   #target: NativeTarget | undefined;
-  // Why the last open failed: its handle is gone already.
+  // The text of why the last open failed: its handle is gone already.
   #failure: string | undefined;
   // A command sent with command() whose output has not been read to its end.
   #pending = false;
   // Tokens of that output that outputs() read ahead, the last maybe the
-  // text of the failure that ended the reading.
-  #ahead: Array<RemctlOutput | string> = [];
+  // failure that ended the reading.
+  #ahead: Array<RemctlOutput | NativeFailure> = [];
   // Calls take turns: a call spanning several native operations (spawn,
   // outputs) holds the connection until it is done. A call finding the
   // connection free takes it at once, without a promise to wait on.
@@ -127,7 +128,7 @@ export class Remctl implements AsyncDisposable {
   /** Seconds of network inactivity before an operation issued after this call fails; 0 for none. */
   setTimeout(seconds: number): void {
     if (typeof seconds === 'number' && Number.isInteger(seconds) && seconds < 0) {
-      throw new RemctlError(`invalid timeout ${seconds}`);
+      throw new RemctlError(`invalid timeout ${seconds}`, 'ERR_INVALID_ARG_VALUE');
     }
     const timeout = checkTimeout(seconds, 'seconds');
     this.#settings.timeout = timeout;
@@ -142,7 +143,7 @@ export class Remctl implements AsyncDisposable {
       const failure = await this.#call(handle, handle.command(args, false), signal);
       if (failure !== undefined) {
         this.#lost(handle, failure);
-        throw new RemctlError(failure);
+        throw failureError(failure);
       }
       this.#pending = true;
     });
@@ -184,7 +185,7 @@ export class Remctl implements AsyncDisposable {
       const failure = await this.#call(handle, handle.noop(), signal);
       if (failure !== undefined) {
         this.#lost(handle, failure);
-        throw new RemctlError(failure);
+        throw failureError(failure);
       }
     });
   }
@@ -210,7 +211,7 @@ export class Remctl implements AsyncDisposable {
         this.#release();
         this.#target = undefined;
       } else if (!result.ok) {
-        this.#lost(handle, result.message);
+        this.#lost(handle, result.failure);
       }
       return result;
     });
@@ -226,7 +227,7 @@ export class Remctl implements AsyncDisposable {
     const signal = checkSignal(readOptions(options, CALL_OPTIONS).signal);
     const turn = this.#take(undefined);
     let handle: NativeHandle | undefined;
-    const start = async (aborted: AbortSignal): Promise<string | undefined> => {
+    const start = async (aborted: AbortSignal): Promise<NativeFailure | undefined> => {
       await turn;
       // Aborted while waiting: its command must never go out, or its output
       // would be the next call's.
@@ -375,7 +376,7 @@ export class Remctl implements AsyncDisposable {
       handle.cancel();
       closeQuietly(handle);
     };
-    let failure: string | undefined;
+    let failure: NativeFailure | undefined;
     try {
       failure = await abortable(openDeadline(handle.open(target), this.#settings.timeout, cancel), signal, cancel);
     } catch (error) {
@@ -384,8 +385,8 @@ export class Remctl implements AsyncDisposable {
     }
     if (failure !== undefined) {
       closeQuietly(handle);
-      this.#failure = failure;
-      throw new RemctlError(failure);
+      this.#failure = failure.message;
+      throw failureError(failure);
     }
     return handle;
   }
@@ -407,23 +408,23 @@ export class Remctl implements AsyncDisposable {
         next = await this.#call(source, source.output(), signal);
       }
     }
-    if (typeof next === 'string') {
+    if (next === undefined) throw new RemctlError('no output', 'ERR_REMCTL_BAD_RESPONSE');
+    if (isFailure(next)) {
       if (source !== undefined) this.#lost(source, next);
-      throw new RemctlError(next);
+      throw failureError(next);
     }
-    if (next === undefined) throw new RemctlError('no output');
     if (next.type !== 'output') this.#pending = false;
     return next;
   }
 
   // A call on handle failed: whatever was under way on it cannot be trusted
   // to be in step, so the next call starts on a fresh connection.
-  #lost(handle: NativeHandle, failure?: string): void {
+  #lost(handle: NativeHandle, failure?: NativeFailure): void {
     if (this.#handle !== handle) return;
     this.#handle = undefined;
     this.#pending = false;
     this.#ahead = [];
-    this.#failure = failure;
+    this.#failure = failure?.message;
     handle.cancel();
     closeQuietly(handle);
   }
@@ -441,7 +442,7 @@ export class Remctl implements AsyncDisposable {
       const ahead = this.#ahead;
       this.#ahead = [];
       for (const token of ahead) {
-        if (typeof token === 'string') {
+        if (isFailure(token)) {
           this.#lost(handle, token);
           return;
         }
@@ -455,7 +456,7 @@ export class Remctl implements AsyncDisposable {
         for (;;) {
           const tokens = await this.#call(handle, handle.outputBatch(DISCARD_BATCH_BYTES), deadline);
           const last = tokens.at(-1);
-          if (last === undefined || typeof last === 'string') throw new RemctlError(last ?? 'no output');
+          if (last === undefined || isFailure(last)) throw last;
           if (last.type !== 'output') break;
         }
         this.#pending = false;

@@ -29,11 +29,32 @@ export function errorCodeName(errorCode: number): string {
   return ERROR_NAMES[errorCode] ?? `ERROR_${errorCode}`;
 }
 
+/**
+ * The `code` of every error a call rejects with, but RemctlProtocolError's
+ * (the server's own code, `ERROR_ACCESS`...) and an abort's (the signal's reason).
+ */
+export type RemctlErrorCode =
+  | 'ERR_REMCTL_CONNECT'
+  | 'ERR_REMCTL_AUTH'
+  | 'ERR_REMCTL_TIMEOUT'
+  | 'ERR_REMCTL_CONNECTION_LOST'
+  | 'ERR_REMCTL_BAD_RESPONSE'
+  | 'ERR_REMCTL_NOT_OPEN'
+  | 'ERR_REMCTL_OUTPUT_PENDING'
+  | 'ERR_REMCTL_POOL_CLOSED'
+  | 'ERR_REMCTL_MAXBUFFER'
+  | 'ERR_REMCTL_CANCELLED'
+  | 'ERR_REMCTL_SYSTEM';
+
 /** A network, authentication or library failure; the message is libremctl's text. */
 export class RemctlError extends Error {
-  constructor(message: string, options?: ErrorOptions) {
+  /** What kind of failure: see RemctlErrorCode, and RemctlProtocolError for the server's codes. */
+  readonly code: string;
+
+  constructor(message: string, code: RemctlErrorCode | (string & {}), options?: ErrorOptions) {
     super(message, options);
     this.name = 'RemctlError';
+    this.code = code;
   }
 }
 
@@ -42,20 +63,21 @@ export class RemctlProtocolError extends RemctlError {
   /** The protocol's numeric error code (the token's `error` field). */
   readonly errorCode: number;
   /** Its name: `'ERROR_UNKNOWN_COMMAND'` for 5, `'ERROR_ACCESS'` for 6, `'ERROR_n'` if unknown. */
-  readonly code: string;
+  declare readonly code: string;
 
   constructor(message: string, errorCode: number) {
-    super(message);
+    super(message, errorCodeName(errorCode));
     this.name = 'RemctlProtocolError';
     this.errorCode = errorCode;
-    this.code = errorCodeName(errorCode);
   }
 }
 
 /** A call that needs an open connection was made on one that is not open. */
 export class RemctlNotOpenedError extends RemctlError {
-  constructor() {
-    super('no currently open connection');
+  declare readonly code: 'ERR_REMCTL_NOT_OPEN';
+
+  constructor(message = 'no currently open connection') {
+    super(message, 'ERR_REMCTL_NOT_OPEN');
     this.name = 'RemctlNotOpenedError';
   }
 }
@@ -66,10 +88,10 @@ export class RemctlNotOpenedError extends RemctlError {
  * or outputs() first. The connection is unharmed.
  */
 export class RemctlOutputPendingError extends RemctlError {
-  readonly code = 'ERR_REMCTL_OUTPUT_PENDING';
+  declare readonly code: 'ERR_REMCTL_OUTPUT_PENDING';
 
   constructor(call: string) {
-    super(`cannot ${call} while the output of the last command is still to be read: read it to its end with output() or outputs() first`);
+    super(`cannot ${call} while the output of the last command is still to be read: read it to its end with output() or outputs() first`, 'ERR_REMCTL_OUTPUT_PENDING');
     this.name = 'RemctlOutputPendingError';
   }
 }

@@ -1,20 +1,22 @@
 import { EventEmitter } from 'node:events';
 import { Readable } from 'node:stream';
 import { abortable, laterTurn } from './abort.js';
+import { isFailure, type NativeFailure } from './addon.js';
 import { RemctlError, RemctlProtocolError } from './errors.js';
+import { failureError } from './failure.js';
 import type { RemctlOutput } from './output.js';
 
 /**
  * What has to happen before the output can be read (open, send the command):
- * each resolves to undefined or the error text, and is started only while
+ * each resolves to undefined or the failure, and is started only while
  * the process has not been aborted.
  */
-export type Step = (signal: AbortSignal) => Promise<string | undefined>;
+export type Step = (signal: AbortSignal) => Promise<NativeFailure | undefined>;
 
 /** Where a process reads its tokens from: the native handle its command was sent on. */
 export interface TokenSource {
-  /** The next tokens (see NativeHandle.outputBatch), the last an error text if reading failed. */
-  outputBatch(maxBytes: number): Promise<Array<RemctlOutput | string>>;
+  /** The next tokens (see NativeHandle.outputBatch), the last the failure if reading failed. */
+  outputBatch(maxBytes: number): Promise<Array<RemctlOutput | NativeFailure>>;
   cancel(): void;
 }
 
@@ -100,14 +102,14 @@ export class RemctlProcess extends EventEmitter<{ exit: [status: number]; error:
       for (const step of steps) {
         signal.throwIfAborted();
         const failure = await abortable(step(signal), signal, interrupt);
-        if (failure !== undefined) throw new RemctlError(failure);
+        if (failure !== undefined) throw failureError(failure);
       }
       for (;;) {
         let full: Readable | undefined;
         for (const token of await abortable(this.#handle.outputBatch(BATCH_BYTES), signal, interrupt)) {
-          if (typeof token === 'string') {
+          if (isFailure(token)) {
             this.#onAbort();
-            throw new RemctlError(token);
+            throw failureError(token);
           }
           if (token.type === 'output') {
             const stream = token.stream === 2 ? this.stderr : this.stdout;
@@ -121,7 +123,7 @@ export class RemctlProcess extends EventEmitter<{ exit: [status: number]; error:
             return;
           } else {
             this.#onAbort();
-            throw new RemctlError('the output of the command ended without an exit status');
+            throw new RemctlError('the output of the command ended without an exit status', 'ERR_REMCTL_BAD_RESPONSE');
           }
         }
         if (full !== undefined) await this.#drained(full, signal);

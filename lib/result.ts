@@ -1,5 +1,6 @@
 import type { NativeRunResult } from './addon.js';
 import { RemctlError, RemctlProtocolError } from './errors.js';
+import { failureError } from './failure.js';
 import type { RemctlResult } from './output.js';
 import type { Encoding } from './validate.js';
 
@@ -12,14 +13,14 @@ export function nativeLimit(maxBuffer: number): number {
 }
 
 /** Output past maxBuffer: the call failed and its connection was closed. */
-export class MaxBufferError extends RangeError {
-  readonly code = 'ERR_REMCTL_MAXBUFFER';
+export class MaxBufferError extends RemctlError {
+  declare readonly code: 'ERR_REMCTL_MAXBUFFER';
   /** What had arrived before the limit was reached. */
   readonly stdout: Buffer;
   readonly stderr: Buffer;
 
   constructor(maxBuffer: number, stdout: Buffer, stderr: Buffer) {
-    super(`stdout and stderr exceeded maxBuffer (${maxBuffer} bytes); the connection was closed`);
+    super(`stdout and stderr exceeded maxBuffer (${maxBuffer} bytes); the connection was closed`, 'ERR_REMCTL_MAXBUFFER');
     this.name = 'MaxBufferError';
     this.stdout = stdout;
     this.stderr = stderr;
@@ -28,7 +29,7 @@ export class MaxBufferError extends RangeError {
 
 /** Turns what the native side collected into a result, or the error it amounts to. */
 export function settleRun(raw: NativeRunResult, encoding: Encoding, maxBuffer: number): RemctlResult<string | Buffer> {
-  if (!raw.ok) throw new RemctlError(raw.message ?? 'unknown error');
+  if (!raw.ok) throw failureError(raw.failure!);
   if (raw.exceeded) throw new MaxBufferError(maxBuffer, raw.stdout, raw.stderr);
   if (raw.errorCode !== undefined) throw new RemctlProtocolError(raw.errorMessage ?? '', raw.errorCode);
   if (encoding === 'buffer') return { stdout: raw.stdout, stderr: raw.stderr, status: raw.status };

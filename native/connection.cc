@@ -38,6 +38,21 @@ constexpr int64_t kMaxRetryDelayMs = 10000;
 
 }  // namespace
 
+const char* FailureName(Failure failure) {
+  switch (failure) {
+    case Failure::kNone: return "none";
+    case Failure::kConnect: return "connect";
+    case Failure::kAuth: return "auth";
+    case Failure::kTimeout: return "timeout";
+    case Failure::kConnectionLost: return "connectionLost";
+    case Failure::kBadResponse: return "badResponse";
+    case Failure::kNotOpen: return "notOpen";
+    case Failure::kCancelled: return "cancelled";
+    case Failure::kSystem: return "system";
+  }
+  return "none";
+}
+
 int64_t RetryDelayMs(long first_ms, long attempt) {
   const int64_t first = std::max<long>(first_ms, 0);
   const int64_t cap = std::max(first, kMaxRetryDelayMs);
@@ -64,7 +79,7 @@ bool RunCollector::Take(const struct remctl_output* output, RunResult& result) {
       }
       ByteBuffer& into = output->stream == 2 ? result.err : result.out;
       if (!into.Append(output->data, output->length)) {
-        result.status = {false, "cannot allocate memory"};
+        result.status = {false, "cannot allocate memory", Failure::kSystem, {ENOMEM, "", "malloc", "", 0}};
         return false;
       }
       return true;
@@ -135,9 +150,9 @@ void Connection::Cancel() {
   if (link_) link_->Shutdown();
 }
 
-// What every operation of a cancelled connection returns, before it does
-// anything.
-Status Connection::Cancelled() { return Fail("operation cancelled"); }
+Status CancelledStatus() { return {false, "operation cancelled", Failure::kCancelled, {}}; }
+
+Status Connection::Cancelled() { return CancelledStatus(); }
 
 void Connection::SetLink(std::unique_ptr<Link> link) {
   std::unique_ptr<Link> old;
@@ -148,7 +163,40 @@ void Connection::SetLink(std::unique_ptr<Link> link) {
   }
 }
 
-Status Connection::Fail(std::string message) { return {false, std::move(message)}; }
+Status Connection::Fail(Failure failure, std::string message, SystemError system) {
+  return {false, std::move(message), failure, std::move(system)};
+}
+
+Status Connection::LibraryFailure(const char* fallback, Step step) {
+  std::string message = LibraryError(fallback);
+  return Fail(Classify(step), std::move(message));
+}
+
+// libremctl says only that a call failed; the socket under it says why.
+Failure Connection::Classify(Step step) const {
+  if (cancelled()) return Failure::kCancelled;
+  // A version 1 connection runs on libremctl's own socket, which we cannot see.
+  if (!link_) return step == Step::kAuthenticate ? Failure::kAuth : Failure::kConnectionLost;
+  if (link_->timed_out()) return Failure::kTimeout;
+  // libremctl reads whole tokens and nothing more: bytes left behind mean it
+  // gave up on one in the middle, which only a token that is not the
+  // protocol's makes it do.
+  if (link_->bad_framing() || link_->Unread() > 0) return Failure::kBadResponse;
+  if (link_->PeerClosed()) {
+    // A server that answered our credentials and then hung up refused them;
+    // one that hung up before saying anything dropped us (a busy remctld).
+    if (step == Step::kAuthenticate && link_->BytesReceived() > 0) return Failure::kAuth;
+    return Failure::kConnectionLost;
+  }
+  switch (step) {
+    case Step::kAuthenticate: return Failure::kAuth;
+    // The socket is fine, so GSS-API could not wrap the command: the
+    // context expired, say.
+    case Step::kSend: return Failure::kAuth;
+    case Step::kReceive: return Failure::kBadResponse;
+  }
+  return Failure::kBadResponse;
+}
 
 std::string Connection::LibraryError(const char* fallback) {
   std::string message = r_ != nullptr ? remctl_error(r_) : fallback;
@@ -245,7 +293,7 @@ Status Connection::EnsureConnected(const Settings& settings) {
   // As libremctl: a connection opened by host name is reopened, also when
   // the last attempt to reopen it failed.
   if (!Reopenable()) {
-    return opened_ ? Status{} : Fail("no connection open");
+    return opened_ ? Status{} : Fail(Failure::kNotOpen, "no connection open");
   }
   OpenTarget target = target_;
   return Open(std::move(target), settings);
@@ -264,7 +312,11 @@ Status Connection::Open(OpenTarget target, const Settings& settings) {
     cancel_ = MakeEventFd();
     if (cancel_.valid() && cancelled()) SignalEventFd(cancel_.get());
   }
-  if (!cancel_.valid()) return Fail(std::string("cannot create eventfd: ") + strerror(errno));
+  if (!cancel_.valid()) {
+    const int number = errno;
+    return Fail(Failure::kSystem, std::string("cannot create eventfd: ") + strerror(number),
+                {number, "", "eventfd", "", 0});
+  }
   target_ = std::move(target);
   Status status;
   for (long attempt = 0;; attempt++) {
@@ -290,9 +342,9 @@ bool Connection::RetryableOpenFailure() {
 Status Connection::NewLibraryHandle(const Settings& settings) {
   Disconnect();
   r_ = remctl_new();
-  if (r_ == nullptr) return Fail("cannot allocate memory");
+  if (r_ == nullptr) return Fail(Failure::kSystem, "cannot allocate memory", {ENOMEM, "", "malloc", "", 0});
   if (settings.ccache && !remctl_set_ccache(r_, settings.ccache->c_str())) {
-    return Fail(LibraryError("cannot set ticket cache"));
+    return Fail(Failure::kAuth, LibraryError("cannot set ticket cache"));
   }
   return {};
 }
@@ -301,7 +353,7 @@ Status Connection::OpenOnce(const Settings& settings) {
   Status created = NewLibraryHandle(settings);
   if (!created.ok) return created;
 
-  std::string error;
+  ConnectError error;
   Fd server;
   switch (target_.kind) {
     case OpenTarget::Kind::kHost:
@@ -312,11 +364,13 @@ Status Connection::OpenOnce(const Settings& settings) {
         // As remctl_open: the registered port, then the legacy one, and the
         // first error is the one worth reporting. Only a refusal is worth the
         // legacy port: not a cancel, a timeout, or a name that did not resolve.
-        ConnectFailure failure = ConnectFailure::kNone;
         server = ConnectHost(target_.host, REMCTL_PORT, settings.source_ip,
-                             settings.timeout, cancel_.get(), &error, &failure);
-        if (!server.valid() && failure == ConnectFailure::kRefused && !cancelled()) {
-          std::string legacy_error;
+                             settings.timeout, cancel_.get(), &error);
+        // Not after the kernel gave up on a silent address (ETIMEDOUT): the
+        // legacy port would only wait as long again.
+        if (!server.valid() && error.failure == ConnectFailure::kUnreachable &&
+            error.system.number != ETIMEDOUT && !cancelled()) {
+          ConnectError legacy_error;
           server = ConnectHost(target_.host, REMCTL_PORT_OLD,
                                settings.source_ip, settings.timeout,
                                cancel_.get(), &legacy_error);
@@ -332,7 +386,11 @@ Status Connection::OpenOnce(const Settings& settings) {
       target_.fd = -1;
       break;
   }
-  if (!server.valid()) return Fail(error);
+  if (!server.valid()) {
+    if (cancelled() || error.failure == ConnectFailure::kCancel) return Cancelled();
+    const Failure failure = error.failure == ConnectFailure::kTimeout ? Failure::kTimeout : Failure::kConnect;
+    return Fail(failure, std::move(error.message), std::move(error.system));
+  }
   if (settings.receive_buffer > 0) {
     setsockopt(server.get(), SOL_SOCKET, SO_RCVBUF, &settings.receive_buffer, sizeof(int));
   }
@@ -341,8 +399,12 @@ Status Connection::OpenOnce(const Settings& settings) {
   }
 
   int lib_fd = -1;
-  std::unique_ptr<Link> link = Link::Start(std::move(server), &lib_fd, &error);
-  if (!link) return Fail(error);
+  SystemError setup;
+  std::unique_ptr<Link> link = Link::Start(std::move(server), &lib_fd, &setup);
+  if (!link) {
+    std::string message = "cannot set up socket: " + std::string(strerror(setup.number));
+    return Fail(Failure::kSystem, std::move(message), std::move(setup));
+  }
   if (socket_timeouts_) link->SetTimeout(settings.timeout);
   blocking_ = true;
   SetLink(std::move(link));
@@ -352,7 +414,7 @@ Status Connection::OpenOnce(const Settings& settings) {
   const char* principal =
       target_.principal ? target_.principal->c_str() : nullptr;
   const bool ok = remctl_open_fd(r_, host, lib_fd, principal) != 0;
-  if (!ok) return Fail(LibraryError("cannot open connection"));
+  if (!ok) return LibraryFailure("cannot open connection", Step::kAuthenticate);
   opened_ = true;
   if (target_.kind == OpenTarget::Kind::kHost && SpeaksVersion1()) return OpenVersion1(settings);
   return {};
@@ -381,13 +443,13 @@ Status Connection::OpenVersion1(const Settings& settings) {
   Status created = NewLibraryHandle(settings);
   if (!created.ok) return created;
   if (!settings.source_ip.empty() && !remctl_set_source_ip(r_, settings.source_ip.c_str())) {
-    return Fail(LibraryError("cannot set source address"));
+    return Fail(Failure::kConnect, LibraryError("cannot set source address"));
   }
   if (settings.timeout > 0) remctl_set_timeout(r_, settings.timeout);
   if (cancelled()) return Cancelled();
   const char* principal = target_.principal ? target_.principal->c_str() : nullptr;
   if (!remctl_open(r_, target_.host.c_str(), target_.port, principal)) {
-    return Fail(LibraryError("cannot open connection"));
+    return LibraryFailure("cannot open connection", Step::kAuthenticate);
   }
   opened_ = true;
   version1_ = true;
@@ -425,7 +487,7 @@ Status Connection::Command(const Arguments& args, bool as_strings,
     ok = remctl_commandv(r_, vector.data(), vector.size()) != 0;
   }
   if (link_) link_->Sent();
-  if (!ok) return Fail(LibraryError("cannot send command"));
+  if (!ok) return LibraryFailure("cannot send command", Step::kSend);
   expecting_ = true;
   return {};
 }
@@ -437,13 +499,13 @@ struct remctl_output* Connection::ReadOutput(const Settings& settings,
     return nullptr;
   }
   if (r_ == nullptr || !opened_) {
-    *status = Fail("no connection open");
+    *status = Fail(Failure::kNotOpen, "no connection open");
     return nullptr;
   }
   if (socket_timeouts_ && link_) link_->SetTimeout(settings.timeout);
   struct remctl_output* output = remctl_output(r_);
   if (output == nullptr) {
-    *status = Fail(LibraryError("cannot read output"));
+    *status = LibraryFailure("cannot read output", Step::kReceive);
     expecting_ = false;
     return output;
   }
@@ -489,7 +551,7 @@ OutputResult Connection::Output(const Settings& settings) {
   if ((token.type == Token::Type::kOutput ||
        token.type == Token::Type::kError) &&
       !token.data.Append(output->data, output->length)) {
-    result.status = Fail("cannot allocate memory");
+    result.status = Fail(Failure::kSystem, "cannot allocate memory", {ENOMEM, "", "malloc", "", 0});
   }
   return result;
 }
@@ -501,7 +563,7 @@ Status Connection::Noop(const Settings& settings) {
   if (socket_timeouts_ && link_) link_->SetTimeout(settings.timeout);
   if (link_) link_->Sent();
   const bool ok = remctl_noop(r_) != 0;
-  if (!ok) return Fail(LibraryError("cannot send noop"));
+  if (!ok) return LibraryFailure("cannot send noop", Step::kReceive);
   if (link_) link_->Answered(true);
   return {};
 }

@@ -51,10 +51,34 @@ struct OpenTarget {
   std::optional<std::string> principal;
 };
 
+// What kind of failure an operation ended in. It is decided from which step
+// failed and what the socket showed (our own connect's errno, our timers, a
+// peek at what the server sent), never from libremctl's text, and becomes
+// the error's code in JavaScript.
+enum class Failure {
+  kNone,
+  kConnect,         // resolving or connecting failed: see system
+  kAuth,            // GSS-API or Kerberos refused (libremctl's text says how)
+  kTimeout,         // the connection was silent for longer than its timeout
+  kConnectionLost,  // the server closed or reset the connection
+  kBadResponse,     // the server sent something that is not the protocol
+  kNotOpen,         // no connection to run on
+  kCancelled,       // an abort or a close ended it
+  kSystem,          // a local resource ran out: see system
+};
+
+const char* FailureName(Failure failure);
+
 struct Status {
   bool ok = true;
   std::string message;  // libremctl's text on failure
+  Failure failure = Failure::kNone;
+  SystemError system;   // the system error under it, where one is known
 };
+
+// What every operation of a cancelled connection returns, before it does
+// anything.
+Status CancelledStatus();
 
 // A command's arguments, copied out of JavaScript into one block so the
 // worker never reads memory the caller may change.
@@ -200,8 +224,13 @@ class Connection {
   void SetLink(std::unique_ptr<Link> link);
   bool Reopenable() const;
   Status EnsureConnected(const Settings& settings);
-  Status Fail(std::string message);
+  // Which part of the exchange a libremctl call that failed was in.
+  enum class Step { kAuthenticate, kSend, kReceive };
+  Status Fail(Failure failure, std::string message, SystemError system = {});
+  // A libremctl call failed: its text, and what kind of failure it was.
+  Status LibraryFailure(const char* fallback, Step step);
   std::string LibraryError(const char* fallback);
+  Failure Classify(Step step) const;
 
   Status Cancelled();
 

@@ -102,6 +102,20 @@ void AppendToken(Napi::Env env, Napi::Array& into, uint32_t& at, Token&& token) 
   }
 }
 
+Napi::Value FailureValue(Napi::Env env, const Status& status) {
+  Napi::Object failure = Napi::Object::New(env);
+  failure.Set("message", status.message);
+  failure.Set("reason", FailureName(status.failure));
+  const SystemError& system = status.system;
+  if (system.syscall.empty()) return failure;
+  failure.Set("syscall", system.syscall);
+  if (system.number != 0) failure.Set("errno", system.number);
+  if (!system.code.empty()) failure.Set("code", system.code);
+  if (!system.address.empty()) failure.Set("address", system.address);
+  if (system.port != 0) failure.Set("port", system.port);
+  return failure;
+}
+
 OpenTarget ToOpenTarget(const Napi::Value& value) {
   Napi::Env env = value.Env();
   if (!value.IsObject()) ThrowType(env, "target must be an object");

@@ -32,6 +32,11 @@ Napi::Value CopyBytes(Napi::Env env, const ByteBuffer& bytes);
 // for 256 MiB of 4 KiB tokens, against 11 MiB copied), whatever the size.
 void AppendToken(Napi::Env env, Napi::Array& into, uint32_t& at, Token&& token);
 
+// A failure as JavaScript takes it: {message, reason, errno?, code?,
+// syscall?, address?, port?}, where reason is the Failure's name and the
+// rest the system error under it, if any. lib/errors.ts makes the error.
+Napi::Value FailureValue(Napi::Env env, const Status& status);
+
 // {host?, port?, principal?} or with `addresses: [{address, port}]` or
 // `fd` instead of a port: where the JavaScript layer asks to open.
 OpenTarget ToOpenTarget(const Napi::Value& value);

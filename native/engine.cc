@@ -212,7 +212,7 @@ class Conn::BlockStep : public BlockingWork {
     try {
       op_->Block(connection);
     } catch (const std::exception& e) {
-      op_->Fail({false, e.what()});
+      op_->Fail({false, e.what(), Failure::kSystem, {}});
     }
     connection.SetBlocking(false);
   }
@@ -321,7 +321,7 @@ void Conn::Pump() {
       }
       blocking_ = false;
       connection_->SetBlocking(false);
-      op.Fail({false, std::move(error)});
+      op.Fail({false, std::move(error), Failure::kSystem, {}});
       continue;  // Advance reports the failure
     }
     std::unique_ptr<Op> done = std::move(queue_.front());
@@ -359,7 +359,8 @@ void Conn::Watch() {
     if (status != 0) {
       std::free(poll_);
       poll_ = nullptr;
-      queue_.front()->Fail({false, std::string("cannot watch the connection: ") + uv_strerror(status)});
+      queue_.front()->Fail({false, std::string("cannot watch the connection: ") + uv_strerror(status),
+                            Failure::kSystem, {-status, "", "epoll_ctl", "", 0}});
       return;
     }
     poll_->data = this;
@@ -461,7 +462,7 @@ void Conn::TimedOut() {
   StopWaiting();
   // As libremctl on a timeout: the connection ends; a later command reopens.
   connection_->TimeOut();
-  queue_.front()->Fail({false, "error receiving token: timed out"});
+  queue_.front()->Fail({false, "error receiving token: timed out", Failure::kTimeout, {}});
   Pump();
 }
 

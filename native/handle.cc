@@ -14,13 +14,13 @@ namespace {
 
 constexpr const char* kNoError = "no error";
 
-// Operations that succeed or fail resolve to undefined, or to the error text
-// (also kept for remctl_error). Resolving with the text itself means a caller
-// never reads an error that a later operation already replaced.
+// Operations that succeed or fail resolve to undefined, or to the failure
+// (its text also kept for remctl_error). Resolving with the failure itself
+// means a caller never reads an error that a later operation already replaced.
 Napi::Value StatusValue(Napi::Env env, Conn& conn, const Status& status) {
   conn.last_error = status.ok ? kNoError : status.message;
   if (status.ok) return env.Undefined();
-  return Napi::String::New(env, status.message);
+  return FailureValue(env, status);
 }
 
 // Holds a target whose descriptor (remctl_open_fd) is ours until opened.
@@ -69,7 +69,7 @@ Step AwaitToken(Connection& connection) {
   return connection.WaitFor(ready.need) ? Step::kRead : Step::kBlock;
 }
 
-// open, command and noop: resolve to undefined, or to the error text.
+// open, command and noop: resolve to undefined, or to the failure.
 class StatusOp : public CallOp {
  public:
   enum class Kind { kOpen, kCommand, kNoop };
@@ -96,7 +96,7 @@ class StatusOp : public CallOp {
     switch (kind_) {
       case Kind::kOpen:
         if (!connection.cancelled()) return Step::kBlock;
-        status_ = {false, "operation cancelled"};
+        status_ = CancelledStatus();
         break;
       case Kind::kCommand:
         if (!connection.CommandCannotBlock(args_)) return Step::kBlock;
@@ -177,7 +177,7 @@ class OutputOp : public CallOp {
 // The next token and the ones after it that have already arrived, up to
 // about max_bytes: the streams take them in one crossing, not one a token.
 // Never waits for a token beyond the first. Resolves to the tokens, followed
-// by the error text if reading failed.
+// by the failure if reading failed.
 class BatchOp : public CallOp {
  public:
   BatchOp(Napi::Env env, Napi::Value settle, Settings settings, size_t max_bytes)
@@ -206,7 +206,7 @@ class BatchOp : public CallOp {
     Napi::Array tokens = Napi::Array::New(env, 3 * count + (status_.ok ? 0 : 1));
     uint32_t at = 0;
     for (Token& token : tokens_) AppendToken(env, tokens, at, std::move(token));
-    if (!status_.ok) tokens.Set(at, Napi::String::New(env, status_.message));
+    if (!status_.ok) tokens.Set(at, FailureValue(env, status_));
     return tokens;
   }
 
@@ -229,14 +229,14 @@ class BatchOp : public CallOp {
   std::vector<Token> tokens_;
 };
 
-// ok, message, stdout, stderr, status, exceeded, errorCode, errorMessage;
+// ok, failure, stdout, stderr, status, exceeded, errorCode, errorMessage;
 // stdout and stderr as ArrayBuffers, or undefined when empty. As settle's
 // arguments or an array's elements, not named properties, which cost a
 // string lookup and a shape change each; lib/addon.ts makes the object.
 void RunValues(Napi::Env env, RunResult&& result, std::vector<napi_value>& values) {
   const napi_value undefined = env.Undefined();
   values.push_back(Napi::Boolean::New(env, result.status.ok));
-  values.push_back(result.status.ok ? undefined : Napi::String::New(env, result.status.message));
+  values.push_back(result.status.ok ? undefined : FailureValue(env, result.status));
   values.push_back(ToBytes(env, std::move(result.out)));
   values.push_back(ToBytes(env, std::move(result.err)));
   values.push_back(Napi::Number::New(env, result.exit_status));
@@ -288,7 +288,7 @@ class RunOp : public CallOp {
       switch (phase_) {
         case Phase::kOpen:
           if (!connection.cancelled()) return Step::kBlock;
-          result_.status = {false, "operation cancelled"};
+          result_.status = CancelledStatus();
           return Finish(conn);
         case Phase::kSend:
           if (!connection.CommandCannotBlock(args_)) return Step::kBlock;

@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <ctime>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <algorithm>
 
@@ -56,8 +57,9 @@ bool BindSource(int fd, int family, const std::string& source) {
 }
 
 // Waits for a non-blocking connect with poll(), which has no FD_SETSIZE limit.
-// Leaves the reason for a failure in errno.
-bool WaitConnected(int fd, long timeout, int cancel_fd) {
+// Leaves the reason for a failure in errno; *deadline_passed says whether
+// ETIMEDOUT was our own deadline rather than the kernel's.
+bool WaitConnected(int fd, long timeout, int cancel_fd, bool* deadline_passed) {
   const int64_t deadline = timeout > 0 ? NowMs() + timeout * 1000 : 0;
   for (;;) {
     pollfd fds[2] = {{fd, POLLOUT, 0}, {cancel_fd, POLLIN, 0}};
@@ -65,6 +67,7 @@ bool WaitConnected(int fd, long timeout, int cancel_fd) {
     if (deadline) {
       int64_t left = deadline - NowMs();
       if (left <= 0) {
+        *deadline_passed = true;
         errno = ETIMEDOUT;
         return false;
       }
@@ -74,6 +77,7 @@ bool WaitConnected(int fd, long timeout, int cancel_fd) {
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return false;
     if (n == 0) {
+      *deadline_passed = true;
       errno = ETIMEDOUT;
       return false;
     }
@@ -92,33 +96,75 @@ bool WaitConnected(int fd, long timeout, int cancel_fd) {
   }
 }
 
-// Tries each address until one connects; on failure errno holds the last
-// reason, as in libremctl's network_connect.
+SystemError AddressError(int number, const char* syscall, const addrinfo* ai) {
+  SystemError error;
+  error.number = number;
+  error.syscall = syscall;
+  char host[NI_MAXHOST];
+  char service[NI_MAXSERV];
+  if (getnameinfo(ai->ai_addr, ai->ai_addrlen, host, sizeof(host), service,
+                  sizeof(service), NI_NUMERICHOST | NI_NUMERICSERV) == 0) {
+    error.address = host;
+    error.port = static_cast<unsigned short>(std::atoi(service));
+  }
+  return error;
+}
+
+// Tries each address until one connects; on failure *error holds the last
+// reason, as errno does in libremctl's network_connect.
 Fd ConnectFirst(const addrinfo* list, const std::string& source, long timeout,
-                int cancel_fd) {
-  int last_errno = ECONNREFUSED;
+                int cancel_fd, SystemError* error, bool* deadline_passed) {
+  *error = SystemError{ECONNREFUSED, "", "", "", 0};
   for (const addrinfo* ai = list; ai != nullptr; ai = ai->ai_next) {
+    *deadline_passed = false;
     Fd fd(socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
                  ai->ai_protocol));
     if (!fd.valid()) {
-      last_errno = errno;
+      *error = AddressError(errno, "socket", ai);
       continue;
     }
     if (!BindSource(fd.get(), ai->ai_family, source)) {
-      last_errno = errno;
+      *error = SystemError{errno, "", "bind", source, 0};
       continue;
     }
     if (connect(fd.get(), ai->ai_addr, ai->ai_addrlen) == 0 ||
-        (errno == EINPROGRESS && WaitConnected(fd.get(), timeout, cancel_fd))) {
+        (errno == EINPROGRESS && WaitConnected(fd.get(), timeout, cancel_fd, deadline_passed))) {
       return fd;
     }
-    last_errno = errno;
-    if (last_errno == ECANCELED) break;
+    *error = AddressError(errno, "connect", ai);
+    if (error->number == ECANCELED) break;
   }
-  errno = last_errno;
   return Fd();
 }
 
+// getaddrinfo's failure as Node names it (a name that does not exist is
+// ENOTFOUND, as in node:dns).
+std::string ResolveCode(int status) {
+  switch (status) {
+    case EAI_NONAME:
+#ifdef EAI_NODATA
+    case EAI_NODATA:
+#endif
+      return "ENOTFOUND";
+    case EAI_AGAIN: return "EAI_AGAIN";
+    case EAI_FAIL: return "EAI_FAIL";
+    case EAI_FAMILY: return "EAI_FAMILY";
+    case EAI_MEMORY: return "EAI_MEMORY";
+    case EAI_SERVICE: return "EAI_SERVICE";
+    case EAI_SOCKTYPE: return "EAI_SOCKTYPE";
+    case EAI_BADFLAGS: return "EAI_BADFLAGS";
+#ifdef EAI_ADDRFAMILY
+    case EAI_ADDRFAMILY: return "EAI_ADDRFAMILY";
+#endif
+    default: return "EAI_FAIL";
+  }
+}
+
+ConnectFailure FailureOf(const SystemError& error, bool deadline_passed) {
+  if (error.number == ECANCELED) return ConnectFailure::kCancel;
+  if (deadline_passed) return ConnectFailure::kTimeout;
+  return ConnectFailure::kUnreachable;
+}
 
 }  // namespace
 
@@ -156,10 +202,8 @@ bool WaitEventFd(int fd, long ms) {
 
 Fd ConnectHost(const std::string& host, unsigned short port,
                const std::string& source, long timeout, int cancel_fd,
-               std::string* error, ConnectFailure* failure) {
-  ConnectFailure ignored;
-  if (failure == nullptr) failure = &ignored;
-  *failure = ConnectFailure::kNone;
+               ConnectError* error) {
+  *error = ConnectError();
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -167,27 +211,31 @@ Fd ConnectHost(const std::string& host, unsigned short port,
   const std::string service = std::to_string(port);
   int status = getaddrinfo(host.c_str(), service.c_str(), &hints, &list);
   if (status != 0) {
-    *error = "unknown host " + host + ": " + gai_strerror(status);
-    *failure = ConnectFailure::kResolve;
+    error->message = "unknown host " + host + ": " + gai_strerror(status);
+    error->failure = ConnectFailure::kResolve;
+    error->system.number = status == EAI_SYSTEM ? errno : 0;
+    error->system.code = status == EAI_SYSTEM ? "" : ResolveCode(status);
+    error->system.syscall = "getaddrinfo";
+    error->system.address = host;
     return Fd();
   }
-  Fd fd = ConnectFirst(list, source, timeout, cancel_fd);
-  int saved = errno;
+  bool deadline_passed = false;
+  Fd fd = ConnectFirst(list, source, timeout, cancel_fd, &error->system, &deadline_passed);
   freeaddrinfo(list);
   if (!fd.valid()) {
-    *error = "cannot connect to " + host + " (port " + std::to_string(port) +
-             "): " + strerror(saved);
-    *failure = saved == ECANCELED   ? ConnectFailure::kCancel
-               : saved == ETIMEDOUT ? ConnectFailure::kTimeout
-                                    : ConnectFailure::kRefused;
+    error->message = "cannot connect to " + host + " (port " + std::to_string(port) +
+                     "): " + strerror(error->system.number);
+    error->failure = FailureOf(error->system, deadline_passed);
   }
   return fd;
 }
 
 Fd ConnectAddresses(const std::vector<SocketAddress>& addresses,
                     const std::string& source, long timeout, int cancel_fd,
-                    std::string* error) {
-  int last_errno = EINVAL;
+                    ConnectError* error) {
+  *error = ConnectError();
+  error->system.number = EINVAL;
+  bool deadline_passed = false;
   for (const SocketAddress& target : addresses) {
     addrinfo hints{};
     hints.ai_family = AF_UNSPEC;
@@ -198,20 +246,20 @@ Fd ConnectAddresses(const std::vector<SocketAddress>& addresses,
     int status =
         getaddrinfo(target.address.c_str(), service.c_str(), &hints, &list);
     if (status != 0) {
-      last_errno = EINVAL;
+      error->system = SystemError{EINVAL, "", "getaddrinfo", target.address, target.port};
       continue;
     }
-    Fd fd = ConnectFirst(list, source, timeout, cancel_fd);
-    last_errno = errno;
+    Fd fd = ConnectFirst(list, source, timeout, cancel_fd, &error->system, &deadline_passed);
     freeaddrinfo(list);
     if (fd.valid()) return fd;
-    if (last_errno == ECANCELED) break;
+    if (error->system.number == ECANCELED) break;
   }
-  *error = std::string("cannot connect: ") + strerror(last_errno);
+  error->message = std::string("cannot connect: ") + strerror(error->system.number);
+  error->failure = FailureOf(error->system, deadline_passed);
   return Fd();
 }
 
-std::unique_ptr<Link> Link::Start(Fd socket, int* lib_fd, std::string* error) {
+std::unique_ptr<Link> Link::Start(Fd socket, int* lib_fd, SystemError* error) {
   int on = 1;
   // The socket may be a caller's descriptor of any kind: options that do not
   // apply to it are fine to miss. Without TCP_NODELAY a command sent as
@@ -219,12 +267,12 @@ std::unique_ptr<Link> Link::Start(Fd socket, int* lib_fd, std::string* error) {
   setsockopt(socket.get(), IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
   int flags = fcntl(socket.get(), F_GETFL);
   if (flags < 0 || fcntl(socket.get(), F_SETFL, flags & ~O_NONBLOCK) < 0) {
-    *error = std::string("cannot set up socket: ") + strerror(errno);
+    *error = SystemError{errno, "", "fcntl", "", 0};
     return nullptr;
   }
   int duplicate = fcntl(socket.get(), F_DUPFD_CLOEXEC, 0);
   if (duplicate < 0) {
-    *error = std::string("cannot duplicate socket: ") + strerror(errno);
+    *error = SystemError{errno, "", "dup", "", 0};
     return nullptr;
   }
   *lib_fd = duplicate;
@@ -291,6 +339,7 @@ Readiness Link::TokenReadiness() {
     const uint32_t length = (uint32_t(peeked[1]) << 24) | (uint32_t(peeked[2]) << 16) |
                             (uint32_t(peeked[3]) << 8) | uint32_t(peeked[4]);
     const size_t need = 5 + size_t(length);
+    if (length > kMaxTokenLength) bad_framing_ = true;
     if (length <= kMaxTokenLength && size_t(n) < need && buffered_ < need) {
       buffered_ = Unread();
       if (buffered_ < need) readiness = {false, need};

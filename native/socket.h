@@ -48,24 +48,43 @@ class Fd {
   int fd_ = -1;
 };
 
+// The system error under a failure, in the terms Node gives one: errno (or,
+// for a name that did not resolve, getaddrinfo's code as Node names it), the
+// call that failed, and the address it was for.
+struct SystemError {
+  int number = 0;         // errno; 0 for none (or with code)
+  std::string code;       // set only for getaddrinfo: ENOTFOUND, EAI_AGAIN...
+  std::string syscall;    // empty: no system error is known
+  std::string address;    // the numeric address, or for getaddrinfo the host
+  unsigned short port = 0;
+};
+
 // Why a connect failed: only a server that refused or could not be reached
-// is worth trying again on the legacy port.
-enum class ConnectFailure { kNone, kResolve, kRefused, kTimeout, kCancel };
+// is worth trying again on the legacy port. kTimeout is our own deadline
+// (the timeout setting); the kernel giving up on a silent address is
+// kUnreachable, with ETIMEDOUT.
+enum class ConnectFailure { kNone, kResolve, kUnreachable, kTimeout, kCancel };
+
+struct ConnectError {
+  std::string message;  // libremctl's wording
+  ConnectFailure failure = ConnectFailure::kNone;
+  SystemError system;
+};
 
 // Resolves host and connects to the first address that answers, as
 // libremctl's internal_connect does, but without select() and interruptible
-// through cancel_fd. On failure returns an invalid Fd and sets error to
-// libremctl's wording: "unknown host H: ..." or "cannot connect to H (port N):
-// ...", and failure (if given) to why.
+// through cancel_fd. On failure returns an invalid Fd and sets error: its
+// message in libremctl's wording ("unknown host H: ..." or "cannot connect
+// to H (port N): ..."), why, and the system error of the last address tried.
 Fd ConnectHost(const std::string& host, unsigned short port,
                const std::string& source, long timeout, int cancel_fd,
-               std::string* error, ConnectFailure* failure = nullptr);
+               ConnectError* error);
 
 // Connects to each address in turn, as remctl_open_addrinfo does. On failure
-// the error reads "cannot connect: ...".
+// the message reads "cannot connect: ...".
 Fd ConnectAddresses(const std::vector<SocketAddress>& addresses,
                     const std::string& source, long timeout, int cancel_fd,
-                    std::string* error);
+                    ConnectError* error);
 
 // Whether libremctl's next read of a token can run without blocking: the
 // whole token (1 flag byte, a 4-byte big-endian length, that many bytes) is
@@ -87,7 +106,7 @@ class Link {
   // caller's descriptor this changes the caller's too). On success lib_fd
   // receives the duplicate for libremctl, which closes it; on failure returns
   // null with error set.
-  static std::unique_ptr<Link> Start(Fd socket, int* lib_fd, std::string* error);
+  static std::unique_ptr<Link> Start(Fd socket, int* lib_fd, SystemError* error);
   ~Link() = default;
   Link(const Link&) = delete;
   Link& operator=(const Link&) = delete;
@@ -170,6 +189,12 @@ class Link {
   bool timed_out() const { return timed_out_.load(); }
   // The server closed or reset the connection (or we shut it down).
   bool PeerClosed() const;
+  // The server sent a token header that is not the protocol's: longer than
+  // any token libremctl takes.
+  bool bad_framing() const { return bad_framing_; }
+  // Bytes the server sent on this connection in all, read or not (0 where
+  // the kernel does not count them).
+  uint64_t BytesReceived() const;
   // Alive as far as we can tell before sending. An exchange that ended
   // within the last millisecond needs no look at the socket: a close that
   // recent races the command whether we look or not, and a session's next
@@ -204,6 +229,7 @@ class Link {
   // CLOCK_MONOTONIC when the last exchange ended, 0 while one is under way.
   int64_t ended_at_ns_ = 0;
   bool ack_owed_ = false;
+  bool bad_framing_ = false;
 };
 
 // Creates an eventfd used to cancel whatever a connection is waiting on.

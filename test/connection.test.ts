@@ -132,7 +132,7 @@ describe('opening and closing', () => {
   test('Remctl.connect rejects with the RemctlError of the failed open', async () => {
     const closedPort = await freePort();
     await expect(Remctl.connect(host, { port: closedPort })).rejects.toThrow(
-      new RemctlError(`cannot connect to localhost (port ${closedPort}): Connection refused`),
+      new RemctlError(`cannot connect to localhost (port ${closedPort}): Connection refused`, 'ERR_REMCTL_CONNECT'),
     );
   });
 
@@ -409,7 +409,7 @@ describe('run()', () => {
 describe('timeout', () => {
   test("setTimeout(-1) throws RemctlError 'invalid timeout -1', as libremctl refuses it", () => {
     const r = track(new Remctl());
-    expect(() => r.setTimeout(-1)).toThrow(new RemctlError('invalid timeout -1'));
+    expect(() => r.setTimeout(-1)).toThrow(new RemctlError('invalid timeout -1', 'ERR_INVALID_ARG_VALUE'));
     expect(() => r.setTimeout(-1)).not.toThrow(RangeError);
   });
 
@@ -431,7 +431,7 @@ describe('timeout', () => {
     await r.open(host, server);
     for (let round = 1; round <= 3; round++) {
       await r.command(['test', 'sleep', '3']);
-      await expect(r.output()).rejects.toThrow(new RemctlError('error receiving token: timed out'));
+      await expect(r.output()).rejects.toThrow(new RemctlError('error receiving token: timed out', 'ERR_REMCTL_TIMEOUT'));
       const next = await r.run(['test', 'echo', `round ${round}`], { encoding: 'utf8' }).catch((error: Error) => error.message);
       expect(next).toEqual({ stdout: `round ${round}\n`, stderr: 'stderr line\n', status: 0 });
     }
@@ -495,7 +495,7 @@ describe('ccache and sourceIp', () => {
     const r = track(new Remctl());
     r.setSourceIp('192.0.2.1');
     await expect(r.open(host, server)).rejects.toThrow(
-      new RemctlError(`cannot connect to localhost (port ${server.port}): Cannot assign requested address`),
+      new RemctlError(`cannot connect to localhost (port ${server.port}): Cannot assign requested address`, 'ERR_REMCTL_CONNECT'),
     );
   });
 });
@@ -771,7 +771,7 @@ describe('a remctld that goes away', () => {
       await vi.waitFor(() => expect(handlers.filter(processIsAlive)).toEqual([]));
       await sleep(100);
       await expect(r.run(['test', 'test'])).rejects.toThrow(
-        new RemctlError(`cannot connect to localhost (port ${own.port}): Connection refused`),
+        new RemctlError(`cannot connect to localhost (port ${own.port}): Connection refused`, 'ERR_REMCTL_CONNECT'),
       );
     } finally {
       await startRemctld(own);

@@ -414,7 +414,7 @@ describe('remctld goes away', () => {
       try {
         // The server is gone: the reopen is refused, and said so in libremctl's words.
         await expect(connection.run(['test', 'test'])).rejects.toThrow(
-          new RemctlError(`cannot connect to localhost (port ${settings.port}): Connection refused`),
+          new RemctlError(`cannot connect to localhost (port ${settings.port}): Connection refused`, 'ERR_REMCTL_CONNECT'),
         );
       } finally {
         await startRemctld(settings);
