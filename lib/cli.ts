@@ -24,7 +24,10 @@ Additions to the C client:
     --json        Print one JSON object instead of the output: stdout and
                   stderr as UTF-8 text when valid, else base64 (with
                   stdoutEncoding/stderrEncoding saying which), status, and
-                  error (code, errorCode, message) for a protocol error
+                  error (code, errorCode, message) for a protocol error;
+                  when the call fails, only error: code (ERR_REMCTL_...),
+                  message, and the system error's code, syscall, address
+                  and port as cause
     --stdin       Replace an argument given as - with all of standard input
                   (for commands the server feeds on stdin)
 `;
@@ -55,6 +58,25 @@ class Exit extends Error {
 function die(message: string): never {
   process.stderr.write(`remctl: ${message}\n`);
   throw new Exit(1);
+}
+
+// A failed call, as --json prints it: the error's code and message, and the
+// system error under it.
+function failureJson(error: Error & { code?: unknown }): Record<string, unknown> {
+  const described: Record<string, unknown> = { code: error.code, message: error.message };
+  const cause = error.cause as (NodeJS.ErrnoException & { address?: string; port?: number; hostname?: string }) | undefined;
+  if (cause instanceof Error) {
+    const { code, errno, syscall, address, port, hostname } = cause;
+    described.cause = Object.fromEntries(Object.entries({ code, errno, syscall, address, port, hostname }).filter(([, value]) => value !== undefined));
+  }
+  return { error: described };
+}
+
+// Fails the way the C client does (its message on stderr, exit 1), and with
+// --json also prints the failure on stdout.
+function fail(json: boolean | undefined, error: unknown, prefix = ''): never {
+  if (json) process.stdout.write(`${JSON.stringify(failureJson(error as Error))}\n`);
+  die(`${prefix}${(error as Error).message}`);
 }
 
 function usage(status: number): never {
@@ -175,7 +197,7 @@ async function main(argv: string[]): Promise<number> {
       debug(values.d === true, `sending command with ${args.length} arguments`);
       await connection.command(args);
     } catch (error) {
-      die((error as Error).message);
+      fail(values.json, error);
     }
     const stdout: Buffer[] = [];
     const stderr: Buffer[] = [];
@@ -184,7 +206,7 @@ async function main(argv: string[]): Promise<number> {
       try {
         token = await connection.output();
       } catch (error) {
-        die(`error reading from server: ${(error as Error).message}`);
+        fail(values.json, error, 'error reading from server: ');
       }
       if (token.type === 'output') {
         if (values.json) (token.stream === 2 ? stderr : stdout).push(token.data);

@@ -194,6 +194,32 @@ describe('remctl --json', () => {
   });
 });
 
+describe('remctl --json failures', () => {
+  test('a failed call prints only an error object with its code, message and system cause, and exits 1', async () => {
+    const port = await freePort();
+    const node = await ours(['--json', '-p', String(port), '-s', settings.principal, settings.host, 'test', 'test']);
+    expect(node.status).toBe(1);
+    const message = `cannot connect to localhost (port ${port}): Connection refused`;
+    expect(node.stderr).toBe(`remctl: ${message}\n`);
+    expect(JSON.parse(node.stdout.toString())).toEqual({
+      error: {
+        code: 'ERR_REMCTL_CONNECT',
+        message,
+        cause: { code: 'ECONNREFUSED', errno: -111, syscall: 'connect', address: expect.stringMatching(/^(127\.0\.0\.1|::1)$/), port },
+      },
+    });
+  });
+
+  test('an authentication failure (a principal the KDC does not know) prints ERR_REMCTL_AUTH, with no cause', async () => {
+    const node = await ours(['--json', '-p', String(settings.port), '-s', `host/no-such-service.invalid@${settings.realm}`, settings.host, 'test', 'test']);
+    expect(node.status).toBe(1);
+    const parsed = JSON.parse(node.stdout.toString()) as { error: Record<string, unknown> };
+    expect(parsed.error.code).toBe('ERR_REMCTL_AUTH');
+    expect(parsed.error.message).toMatch(/^GSS-API error /);
+    expect(parsed.error).not.toHaveProperty('cause');
+  });
+});
+
 describe('remctl --stdin', () => {
   test('replaces an argument - with standard input, NUL bytes and all', async () => {
     const everyByte = Buffer.from(Array.from({ length: 256 }, (_, i) => i));

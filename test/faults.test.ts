@@ -570,6 +570,7 @@ describe('credentials', () => {
     const { error } = await rejection(remctl(settings.host, ['test', 'test'], { ...where, ccache }));
     expect(error).toBeInstanceOf(RemctlError);
     expect(error.message).toMatch(/^GSS-API error initializing context: .*Ticket expired/);
+    expect(error).toMatchObject({ code: 'ERR_REMCTL_AUTH' });
     failures.set('expired', error.message);
   }, 20_000);
 
@@ -579,6 +580,7 @@ describe('credentials', () => {
     );
     expect(error).toBeInstanceOf(RemctlError);
     expect(error.message).toMatch(/^GSS-API error importing ticket cache: .*No credentials cache found/);
+    expect(error).toMatchObject({ code: 'ERR_REMCTL_AUTH' });
     failures.set('missing', error.message);
   });
 
@@ -698,6 +700,7 @@ describe('mutual authentication', () => {
       expect(error).toBeInstanceOf(RemctlError);
       expect(error).not.toBeInstanceOf(RemctlProtocolError);
       expect(error.message).toMatch(/^GSS-API error initializing context: .*The ticket isn't for us/);
+    expect(error).toMatchObject({ code: 'ERR_REMCTL_AUTH' });
       const r = _remctl.remctl_new();
       expect(await _remctl.remctl_open(r, settings.host, impostor.port, settings.principal)).toBe(false);
       expect(_remctl.remctl_error(r)).toBe(error.message);

@@ -15,14 +15,40 @@ import {
   MaxBufferError,
   RemctlError,
   RemctlNotOpenedError,
+  RemctlOutputPendingError,
   RemctlProtocolError,
+  type RemctlErrorCode,
 } from '../../dist/index.js';
 
-test('RemctlProtocolError and RemctlNotOpenedError are RemctlErrors, which are Errors', () => {
+test('RemctlProtocolError, RemctlNotOpenedError and MaxBufferError are RemctlErrors, which are Errors', () => {
   expectTypeOf<RemctlError>().toExtend<Error>();
   expectTypeOf<RemctlProtocolError>().toExtend<RemctlError>();
   expectTypeOf<RemctlNotOpenedError>().toExtend<RemctlError>();
-  expectTypeOf(RemctlError).constructorParameters.toEqualTypeOf<[message: string, options?: ErrorOptions]>();
+  expectTypeOf<MaxBufferError>().toExtend<RemctlError>();
+  expectTypeOf(RemctlError).constructorParameters.toEqualTypeOf<[message: string, code: RemctlErrorCode | (string & {}), options?: ErrorOptions]>();
+});
+
+test('every RemctlError has a read-only string code; the classes with one code say which', () => {
+  expectTypeOf<RemctlError['code']>().toEqualTypeOf<string>();
+  expectTypeOf<RemctlNotOpenedError['code']>().toEqualTypeOf<'ERR_REMCTL_NOT_OPEN'>();
+  expectTypeOf<RemctlOutputPendingError['code']>().toEqualTypeOf<'ERR_REMCTL_OUTPUT_PENDING'>();
+  expectTypeOf<'ERR_REMCTL_CONNECT'>().toExtend<RemctlErrorCode>();
+  expectTypeOf<'ERR_REMCTL_AUTH'>().toExtend<RemctlErrorCode>();
+  expectTypeOf<'ERR_REMCTL_TIMEOUT'>().toExtend<RemctlErrorCode>();
+  expectTypeOf<'ERR_REMCTL_CONNECTION_LOST'>().toExtend<RemctlErrorCode>();
+  expectTypeOf<'ERR_REMCTL_BAD_RESPONSE'>().toExtend<RemctlErrorCode>();
+  expectTypeOf<'ERR_REMCTL_POOL_CLOSED'>().toExtend<RemctlErrorCode>();
+  // @ts-expect-error: not a code of this library
+  expectTypeOf<'ERR_SOMETHING_ELSE'>().toExtend<RemctlErrorCode>();
+  const error = new RemctlError('x', 'ERR_REMCTL_AUTH');
+  // @ts-expect-error: read-only
+  error.code = 'ERR_REMCTL_TIMEOUT';
+  switch (error.code as RemctlErrorCode) {
+    case 'ERR_REMCTL_CONNECT':
+      expectTypeOf(error.cause).toBeUnknown();
+      break;
+    default:
+  }
 });
 
 test('RemctlProtocolError carries the numeric errorCode and its name as code, both read-only', () => {
@@ -35,8 +61,7 @@ test('RemctlProtocolError carries the numeric errorCode and its name as code, bo
   error.code = 'ERROR_UNKNOWN_COMMAND';
 });
 
-test('MaxBufferError is a RangeError with its code and what had arrived', () => {
-  expectTypeOf<MaxBufferError>().toExtend<RangeError>();
+test('MaxBufferError is a RemctlError with its code and what had arrived', () => {
   expectTypeOf<MaxBufferError['code']>().toEqualTypeOf<'ERR_REMCTL_MAXBUFFER'>();
   expectTypeOf<MaxBufferError['stdout']>().toEqualTypeOf<Buffer>();
   expectTypeOf<MaxBufferError['stderr']>().toEqualTypeOf<Buffer>();
