@@ -202,7 +202,7 @@ export function remctl_set_timeout(r: RemctlHandle, timeout: number): boolean {
     throw new TypeError('timeout must be an integer number of seconds');
   }
   // A negative timeout is libremctl's to refuse (false, with its error).
-  return h.setTimeout(timeout < 0 ? Math.max(timeout, -2_000_000) : checkTimeout(timeout));
+  return h.setIdleTimeout((timeout < 0 ? Math.max(timeout, -2_000_000) : checkTimeout(timeout)) * 1000);
 }
 
 /** Sends a command of strings, as the C function's NUL-terminated strings. */

@@ -41,23 +41,23 @@ export function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefine
   });
 }
 
-// What the native side gets before the deadline below: its own timeout on
-// the server's socket fires within 100 ms of the timeout and says more.
-const DEADLINE_GRACE_MS = 500;
-
 /**
- * An open that has not settled within its timeout (and a little grace) is
- * given up: `onExpire` interrupts it and the result rejects. This bounds what
- * the socket's inactivity timeout cannot see, a KDC that does not answer
- * libkrb5; the thread opening it finishes in the background.
+ * An open that has not settled within connectTimeout is given up: `onExpire`
+ * interrupts it and the result rejects. This bounds what no socket timeout
+ * sees, a KDC that does not answer libkrb5; the thread opening finishes in
+ * the background. For a one-shot call, which opens and runs in one native
+ * call, `opening` says whether the open is still under way when the time is up.
  */
-export function openDeadline<T>(promise: Promise<T>, seconds: number | undefined, onExpire: () => void): Promise<T> {
-  if (!seconds) return promise;
+export function openDeadline<T>(promise: Promise<T>, ms: number | undefined, onExpire: () => void, opening?: () => boolean): Promise<T> {
+  if (!ms) return promise;
   return new Promise<T>((resolve, reject) => {
     const timer = setTimeout(() => {
+      if (opening !== undefined && !opening()) return;
       onExpire();
-      reject(new RemctlError(`timed out after ${seconds} s opening the connection: no answer from the KDC or from the server while authenticating`, 'ERR_REMCTL_TIMEOUT'));
-    }, seconds * 1000 + DEADLINE_GRACE_MS);
+      reject(new RemctlError(`timed out after ${ms} ms connecting and authenticating: no answer from the server or from the KDC`, 'ERR_REMCTL_TIMEOUT'));
+    }, ms);
+    // Never what keeps a process alive: the call under way does that.
+    timer.unref();
     promise.then(
       (value) => {
         clearTimeout(timer);
@@ -69,4 +69,37 @@ export function openDeadline<T>(promise: Promise<T>, seconds: number | undefined
       },
     );
   });
+}
+
+/** A call's signal and its deadline as one signal; `done()` once the call has settled. */
+export interface CallSignal {
+  signal: AbortSignal | undefined;
+  done(): void;
+}
+
+const NO_DEADLINE_DONE = () => {};
+
+/**
+ * The signal a call runs under: its caller's, and its `timeout` (whole
+ * milliseconds, 0 for none), which aborts it with ERR_REMCTL_TIMEOUT as an
+ * abort would: rejected at once, the connection closed, the command never
+ * sent if it had not gone yet.
+ */
+export function callSignal(signal: AbortSignal | undefined, timeoutMs: number | undefined): CallSignal {
+  if (!timeoutMs) return { signal, done: NO_DEADLINE_DONE };
+  const controller = new AbortController();
+  const timer = setTimeout(() => {
+    controller.abort(new RemctlError(`timed out after ${timeoutMs} ms: the call's timeout`, 'ERR_REMCTL_TIMEOUT'));
+  }, timeoutMs);
+  timer.unref();
+  const follow = () => controller.abort(signal!.reason);
+  if (signal?.aborted) controller.abort(signal.reason);
+  else signal?.addEventListener('abort', follow, { once: true });
+  return {
+    signal: controller.signal,
+    done() {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', follow);
+    },
+  };
 }

@@ -90,17 +90,22 @@ export interface NativeHandle {
   run(command: ReadonlyArray<string | Uint8Array>, maxOutput: number): Promise<NativeRunResult>;
   runOnce(target: NativeTarget, command: ReadonlyArray<string | Uint8Array>, maxOutput: number): Promise<NativeRunResult>;
   /** Blocks the calling thread; only on a handle that never ran anything asynchronously. */
-  runSync(target: NativeTarget, command: ReadonlyArray<string | Uint8Array>, maxOutput: number): NativeRunArray;
+  runSync(target: NativeTarget, command: ReadonlyArray<string | Uint8Array>, maxOutput: number, timeoutMs: number): NativeRunArray;
   close(): Promise<void>;
   cancel(): void;
   error(): string;
   setCcache(ccache: string | null): void;
   setSourceIp(ip: string | null): void;
-  setTimeout(seconds: number): boolean;
+  /** Milliseconds of silence before a call fails, 0 for none; false (with error()) if negative. */
+  setIdleTimeout(ms: number): boolean;
+  /** Milliseconds a connect to one address may take, 0 for the kernel's. */
+  setConnectTimeout(ms: number): void;
   setOpenRetries(count: number, delayMs: number): void;
   /** SO_RCVBUF and SO_SNDBUF for the sockets it opens next; 0 leaves the kernel's. For the tests. */
   setSocketBuffers(receive: number, send: number): void;
   readonly closed: boolean;
+  /** The last open has ended: for a one-shot call, the command is under way. */
+  readonly openEnded: boolean;
 }
 
 interface NativeAddon {

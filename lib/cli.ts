@@ -6,6 +6,7 @@ import { addon } from './addon.js';
 import { Remctl } from './connection.js';
 import { errorCodeName } from './errors.js';
 import type { RemctlOutput } from './output.js';
+import { MAX_MILLISECONDS } from './validate.js';
 
 const USAGE = `Usage: remctl <options> <host> <command> [<subcommand> [<parameters>]]
 
@@ -189,7 +190,9 @@ async function main(argv: string[]): Promise<number> {
     }
   }
 
-  const connection = new Remctl({ timeout, ...(values.b !== undefined ? { sourceIp: values.b } : {}) });
+  // -t is in seconds, as in C; the library counts milliseconds.
+  const idleTimeout = Math.min(timeout * 1000, MAX_MILLISECONDS);
+  const connection = new Remctl({ idleTimeout, ...(values.b !== undefined ? { sourceIp: values.b } : {}) });
   try {
     debug(values.d === true, `connecting to ${host} port ${port || '4373 (then 4444)'}${values.s ? ` as ${values.s}` : ''}`);
     try {

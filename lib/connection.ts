@@ -1,11 +1,11 @@
-import { abortable, laterTurn, openDeadline } from './abort.js';
+import { abortable, callSignal, laterTurn, openDeadline } from './abort.js';
 import { isFailure, type NativeFailure, type NativeHandle, type NativeTarget } from './addon.js';
 import { RemctlError, RemctlNotOpenedError, RemctlOutputPendingError } from './errors.js';
 import { failureError } from './failure.js';
 import type { RemctlOutput, RemctlResult } from './output.js';
 import { RemctlProcess } from './process.js';
 import { DEFAULT_MAX_BUFFER, nativeLimit, settleRun } from './result.js';
-import { checkSettings, newHandle, SETTING_NAMES, type ConnectionSettings } from './settings.js';
+import { checkSettings, connectTimeoutOf, newHandle, SETTING_NAMES, type ConnectionSettings } from './settings.js';
 import {
   checkCommand,
   checkEncoding,
@@ -14,8 +14,9 @@ import {
   checkPort,
   checkSignal,
   checkSourceIp,
+  checkCallTimeout,
+  checkMilliseconds,
   checkText,
-  checkTimeout,
   readOptions,
   type Command,
 } from './validate.js';
@@ -34,14 +35,24 @@ export interface CallOptions {
   signal?: AbortSignal;
 }
 
-export interface RunOptions extends CallOptions {
+export interface SpawnCallOptions extends CallOptions {
+  /**
+   * Milliseconds the whole call may take, waiting for its turn on the
+   * connection included; then it rejects with ERR_REMCTL_TIMEOUT and the
+   * connection is closed (the next call reopens it). 0 (the default) for none.
+   */
+  timeout?: number;
+}
+
+export interface RunOptions extends SpawnCallOptions {
   encoding?: 'buffer' | BufferEncoding;
   maxBuffer?: number;
 }
 
 const OPEN_OPTIONS = ['port', 'principal', 'signal'] as const;
 const CALL_OPTIONS = ['signal'] as const;
-const RUN_OPTIONS = ['signal', 'encoding', 'maxBuffer'] as const;
+const SPAWN_CALL_OPTIONS = ['signal', 'timeout'] as const;
+const RUN_OPTIONS = ['signal', 'timeout', 'encoding', 'maxBuffer'] as const;
 
 /**
  * A persistent connection: several commands over one authenticated
@@ -125,21 +136,25 @@ export class Remctl implements AsyncDisposable {
     this.#handle?.setSourceIp(sourceIp);
   }
 
-  /** Seconds of network inactivity before an operation issued after this call fails; 0 for none. */
-  setTimeout(seconds: number): void {
-    if (typeof seconds === 'number' && Number.isInteger(seconds) && seconds < 0) {
-      throw new RemctlError(`invalid timeout ${seconds}`, 'ERR_INVALID_ARG_VALUE');
-    }
-    const timeout = checkTimeout(seconds, 'seconds');
-    this.#settings.timeout = timeout;
-    this.#handle?.setTimeout(timeout);
+  /** Milliseconds the server may stay silent before a call made after this one fails; 0 for none. */
+  setIdleTimeout(ms: number): void {
+    const idleTimeout = checkMilliseconds(ms, 'ms');
+    this.#settings.idleTimeout = idleTimeout;
+    this.#handle?.setIdleTimeout(idleTimeout);
+  }
+
+  /** Milliseconds that the next opens (and transparent reopens) may take to connect and authenticate; 0 for none. */
+  setConnectTimeout(ms: number): void {
+    const connectTimeout = checkMilliseconds(ms, 'ms');
+    this.#settings.connectTimeout = connectTimeout;
+    this.#handle?.setConnectTimeout(connectTimeout);
   }
 
   /** Sends a command; read its output with output() or outputs(). */
   async command(command: Command, options?: CallOptions): Promise<void> {
     const args = checkCommand(command);
     const signal = checkSignal(readOptions(options, CALL_OPTIONS).signal);
-    await this.#sending('send a command', signal, async (handle) => {
+    await this.#sending('send a command', signal, signal !== undefined, async (handle) => {
       const failure = await this.#call(handle, handle.command(args, false), signal);
       if (failure !== undefined) {
         this.#lost(handle, failure);
@@ -181,7 +196,7 @@ export class Remctl implements AsyncDisposable {
   /** Checks the connection is alive (and keeps it so); reopens it if the server closed it. */
   async noop(options?: CallOptions): Promise<void> {
     const signal = checkSignal(readOptions(options, CALL_OPTIONS).signal);
-    await this.#sending('send a noop', signal, async (handle) => {
+    await this.#sending('send a noop', signal, signal !== undefined, async (handle) => {
       const failure = await this.#call(handle, handle.noop(), signal);
       if (failure !== undefined) {
         this.#lost(handle, failure);
@@ -203,28 +218,34 @@ export class Remctl implements AsyncDisposable {
     const signal = checkSignal(values.signal);
     const encoding = checkEncoding(values.encoding);
     const maxBuffer = values.maxBuffer === undefined ? DEFAULT_MAX_BUFFER : checkMaxBuffer(values.maxBuffer);
-    const raw = await this.#sending('run a command', signal, async (handle) => {
-      const result = await this.#call(handle, handle.run(args, nativeLimit(maxBuffer)), signal);
-      if (result.exceeded) {
-        // The rest of that output never arrived: the native side closed the
-        // connection, and this one stays closed until the next open().
-        this.#release();
-        this.#target = undefined;
-      } else if (!result.ok) {
-        this.#lost(handle, result.failure);
-      }
-      return result;
-    });
-    return settleRun(raw, encoding, maxBuffer);
+    const call = callSignal(signal, checkCallTimeout(values.timeout));
+    try {
+      const raw = await this.#sending('run a command', call.signal, signal !== undefined, async (handle) => {
+        const result = await this.#call(handle, handle.run(args, nativeLimit(maxBuffer)), call.signal);
+        if (result.exceeded) {
+          // The rest of that output never arrived: the native side closed the
+          // connection, and this one stays closed until the next open().
+          this.#release();
+          this.#target = undefined;
+        } else if (!result.ok) {
+          this.#lost(handle, result.failure);
+        }
+        return result;
+      });
+      return settleRun(raw, encoding, maxBuffer);
+    } finally {
+      call.done();
+    }
   }
 
   /**
    * Runs a command on this connection and streams its output as it arrives
    * (see RemctlProcess). The connection is this command's until it ends.
    */
-  spawn(command: Command, options?: CallOptions): RemctlProcess {
+  spawn(command: Command, options?: SpawnCallOptions): RemctlProcess {
     const args = checkCommand(command);
-    const signal = checkSignal(readOptions(options, CALL_OPTIONS).signal);
+    const values = readOptions(options, SPAWN_CALL_OPTIONS);
+    const call = callSignal(checkSignal(values.signal), checkCallTimeout(values.timeout));
     const turn = this.#take(undefined);
     let handle: NativeHandle | undefined;
     const start = async (aborted: AbortSignal): Promise<NativeFailure | undefined> => {
@@ -248,11 +269,12 @@ export class Remctl implements AsyncDisposable {
     return new RemctlProcess(
       source,
       [start],
-      signal,
+      call.signal,
       () => {
         if (handle !== undefined) this.#lost(handle);
       },
       () => {
+        call.done();
         void Promise.resolve(turn).then(() => this.#next());
       },
     );
@@ -332,10 +354,11 @@ export class Remctl implements AsyncDisposable {
   }
 
   // A call that sends something to the server: in turn, and refused while a
-  // command's output is still to be read. With a signal it is never sent in
-  // the turn of the event loop that made the call, so an abort made right
-  // after it wins; without one nothing can abort it, and it goes at once.
-  async #sending<T>(what: string, signal: AbortSignal | undefined, send: (handle: NativeHandle) => Promise<T>): Promise<T> {
+  // command's output is still to be read. With a signal of its caller's
+  // (sendLater) it is never sent in the turn of the event loop that made the
+  // call, so an abort made right after it wins; without one nothing can
+  // abort it (a deadline cannot pass within that turn), and it goes at once.
+  async #sending<T>(what: string, signal: AbortSignal | undefined, sendLater: boolean, send: (handle: NativeHandle) => Promise<T>): Promise<T> {
     signal?.throwIfAborted();
     const turn = this.#take(signal);
     if (turn !== undefined) await turn;
@@ -343,10 +366,8 @@ export class Remctl implements AsyncDisposable {
       if (this.#pending) throw new RemctlOutputPendingError(what);
       const handle = this.#handle ?? (await this.#connection(signal));
       // Only a signal can abort a call before it is sent.
-      if (signal !== undefined) {
-        await laterTurn();
-        signal.throwIfAborted();
-      }
+      if (sendLater) await laterTurn();
+      signal?.throwIfAborted();
       return await send(handle);
     } finally {
       this.#next();
@@ -378,7 +399,7 @@ export class Remctl implements AsyncDisposable {
     };
     let failure: NativeFailure | undefined;
     try {
-      failure = await abortable(openDeadline(handle.open(target), this.#settings.timeout, cancel), signal, cancel);
+      failure = await abortable(openDeadline(handle.open(target), connectTimeoutOf(this.#settings), cancel), signal, cancel);
     } catch (error) {
       if (error instanceof RemctlError) this.#failure = error.message;
       throw error;
@@ -434,7 +455,7 @@ export class Remctl implements AsyncDisposable {
   // that cannot be brought back in step in that time is closed instead.
   async #discardOutput(): Promise<void> {
     if (!this.#pending) return;
-    const timeoutMs = this.#settings.timeout ? this.#settings.timeout * 1000 : DISCARD_TIMEOUT_MS;
+    const timeoutMs = this.#settings.idleTimeout || DISCARD_TIMEOUT_MS;
     await this.#inTurn(undefined, async () => {
       const handle = this.#handle;
       if (!this.#pending || handle === undefined) return;

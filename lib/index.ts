@@ -3,7 +3,7 @@ export { remctl, type RemctlOptions } from './simple.js';
 export { remctlSync, type RemctlSyncOptions } from './sync.js';
 export { spawn, type SpawnOptions } from './spawn.js';
 export { RemctlProcess } from './process.js';
-export { Remctl, type CallOptions, type ConnectOptions, type OpenOptions, type RunOptions } from './connection.js';
+export { Remctl, type CallOptions, type ConnectOptions, type OpenOptions, type RunOptions, type SpawnCallOptions } from './connection.js';
 export type { ConnectionSettings } from './settings.js';
 export type { RemctlOutput, RemctlResult } from './output.js';
 export type { Argument, Command } from './validate.js';

@@ -1,10 +1,20 @@
 import { addon, type NativeHandle } from './addon.js';
-import { checkOptionalText, checkSourceIp, checkTimeout } from './validate.js';
+import { checkMilliseconds, checkOptionalText, checkSourceIp } from './validate.js';
 
 /** What a connection is opened with: kept per connection, never in the process environment. */
 export interface ConnectionSettings {
-  /** Seconds of network inactivity before an operation fails; 0 (the default) for none. */
-  timeout?: number;
+  /**
+   * Milliseconds the server may stay silent (network inactivity, what
+   * libremctl calls its timeout) before the call waiting on it fails with
+   * ERR_REMCTL_TIMEOUT; 0 (the default) for none.
+   */
+  idleTimeout?: number;
+  /**
+   * Milliseconds that connecting and authenticating may take, a KDC that
+   * never answers included, before the open fails with ERR_REMCTL_TIMEOUT.
+   * Default 30 000; 0 for none.
+   */
+  connectTimeout?: number;
   /** The Kerberos ticket cache to authenticate from, e.g. `FILE:/tmp/krb5cc_app`. */
   ccache?: string;
   /** The local address to connect from. */
@@ -19,7 +29,9 @@ export interface ConnectionSettings {
   openRetryDelay?: number;
 }
 
-export const SETTING_NAMES = ['timeout', 'ccache', 'sourceIp', 'openRetries', 'openRetryDelay'] as const;
+export const SETTING_NAMES = ['idleTimeout', 'connectTimeout', 'ccache', 'sourceIp', 'openRetries', 'openRetryDelay'] as const;
+
+export const DEFAULT_CONNECT_TIMEOUT = 30_000;
 
 function checkWhole(value: unknown, name: string, max: number): number {
   if (typeof value !== 'number' || Number.isNaN(value)) throw new TypeError(`${name} must be a number, got ${typeof value}`);
@@ -34,7 +46,8 @@ export const DEFAULT_OPEN_RETRY_DELAY = 50;
 
 export function checkSettings(values: Record<string, unknown>): ConnectionSettings {
   const settings: ConnectionSettings = {};
-  if (values.timeout !== undefined) settings.timeout = checkTimeout(values.timeout);
+  if (values.idleTimeout !== undefined) settings.idleTimeout = checkMilliseconds(values.idleTimeout, 'idleTimeout');
+  if (values.connectTimeout !== undefined) settings.connectTimeout = checkMilliseconds(values.connectTimeout, 'connectTimeout');
   const ccache = checkOptionalText(values.ccache, 'ccache');
   if (ccache !== undefined) settings.ccache = ccache;
   if (values.sourceIp !== undefined && values.sourceIp !== null) settings.sourceIp = checkSourceIp(values.sourceIp);
@@ -46,11 +59,17 @@ export function checkSettings(values: Record<string, unknown>): ConnectionSettin
 /** A native handle with these settings applied. */
 export function newHandle(settings: ConnectionSettings): NativeHandle {
   const handle = new addon.RemctlHandle();
-  if (settings.timeout) handle.setTimeout(settings.timeout);
+  if (settings.idleTimeout) handle.setIdleTimeout(settings.idleTimeout);
+  handle.setConnectTimeout(connectTimeoutOf(settings));
   if (settings.ccache !== undefined) handle.setCcache(settings.ccache);
   if (settings.sourceIp !== undefined) handle.setSourceIp(settings.sourceIp);
   if (settings.openRetries !== undefined || settings.openRetryDelay !== undefined) {
     handle.setOpenRetries(settings.openRetries ?? DEFAULT_OPEN_RETRIES, settings.openRetryDelay ?? DEFAULT_OPEN_RETRY_DELAY);
   }
   return handle;
+}
+
+/** The connect timeout in force: the setting, or the default. */
+export function connectTimeoutOf(settings: ConnectionSettings): number {
+  return settings.connectTimeout ?? DEFAULT_CONNECT_TIMEOUT;
 }

@@ -1,8 +1,9 @@
-import { abortable, laterTurn } from './abort.js';
+import { abortable, callSignal, laterTurn, openDeadline } from './abort.js';
 import type { RemctlResult } from './output.js';
 import { DEFAULT_MAX_BUFFER, nativeLimit, settleRun } from './result.js';
-import { checkSettings, newHandle, SETTING_NAMES, type ConnectionSettings } from './settings.js';
+import { checkSettings, connectTimeoutOf, newHandle, SETTING_NAMES, type ConnectionSettings } from './settings.js';
 import {
+  checkCallTimeout,
   checkCommand,
   checkEncoding,
   checkMaxBuffer,
@@ -20,13 +21,19 @@ export interface RemctlOptions extends ConnectionSettings {
   /** The server's principal; absent: libremctl's default, host/<host>. */
   principal?: string;
   signal?: AbortSignal;
+  /**
+   * Milliseconds the whole call may take (connecting, authenticating, the
+   * command and all its output), then it rejects with ERR_REMCTL_TIMEOUT and
+   * its connection is closed. 0 (the default) for none.
+   */
+  timeout?: number;
   /** `'buffer'` (the default) or a Buffer encoding such as `'utf8'` for strings. */
   encoding?: 'buffer' | BufferEncoding;
   /** Bytes of stdout plus stderr kept before the call fails and its connection closes. Default 64 MiB. */
   maxBuffer?: number;
 }
 
-export const SIMPLE_OPTIONS = [...SETTING_NAMES, 'port', 'principal', 'signal', 'encoding', 'maxBuffer'] as const;
+export const SIMPLE_OPTIONS = [...SETTING_NAMES, 'port', 'principal', 'signal', 'timeout', 'encoding', 'maxBuffer'] as const;
 
 /** The options shared by every call that opens a connection to run one command. */
 export function checkSimpleOptions(host: unknown, command: unknown, options: unknown, allowed: readonly string[] = SIMPLE_OPTIONS) {
@@ -39,6 +46,7 @@ export function checkSimpleOptions(host: unknown, command: unknown, options: unk
     args,
     settings: checkSettings(values),
     signal: checkSignal(values.signal),
+    timeout: checkCallTimeout(values.timeout),
     encoding: checkEncoding(values.encoding),
     maxBuffer,
   };
@@ -66,6 +74,13 @@ export async function remctl(host: string, command: Command, options?: RemctlOpt
     call.signal.throwIfAborted();
   }
   const handle = newHandle(call.settings);
-  const raw = await abortable(handle.runOnce(call.target, call.args, nativeLimit(call.maxBuffer)), call.signal, () => handle.cancel());
-  return settleRun(raw, call.encoding, call.maxBuffer);
+  const deadline = callSignal(call.signal, call.timeout);
+  const cancel = () => handle.cancel();
+  try {
+    // One native call opens and runs: connectTimeout holds until it says the open has ended.
+    const running = openDeadline(handle.runOnce(call.target, call.args, nativeLimit(call.maxBuffer)), connectTimeoutOf(call.settings), cancel, () => !handle.openEnded);
+    return settleRun(await abortable(running, deadline.signal, cancel), call.encoding, call.maxBuffer);
+  } finally {
+    deadline.done();
+  }
 }

@@ -1,6 +1,6 @@
-import { openDeadline } from './abort.js';
+import { callSignal, openDeadline } from './abort.js';
 import { RemctlProcess } from './process.js';
-import { newHandle, SETTING_NAMES, type ConnectionSettings } from './settings.js';
+import { connectTimeoutOf, newHandle, SETTING_NAMES, type ConnectionSettings } from './settings.js';
 import { checkSimpleOptions } from './simple.js';
 import type { Command } from './validate.js';
 
@@ -8,9 +8,16 @@ export interface SpawnOptions extends ConnectionSettings {
   port?: number;
   principal?: string;
   signal?: AbortSignal;
+  /**
+   * Milliseconds the whole call may take (connecting, authenticating, the
+   * command and all its output, however slowly it is read), then `status`
+   * rejects with ERR_REMCTL_TIMEOUT and the connection is closed. 0 (the
+   * default) for none.
+   */
+  timeout?: number;
 }
 
-const SPAWN_OPTIONS = [...SETTING_NAMES, 'port', 'principal', 'signal'] as const;
+const SPAWN_OPTIONS = [...SETTING_NAMES, 'port', 'principal', 'signal', 'timeout'] as const;
 
 /**
  * Runs one command on its own connection and streams its output as it
@@ -24,12 +31,14 @@ const SPAWN_OPTIONS = [...SETTING_NAMES, 'port', 'principal', 'signal'] as const
 export function spawn(host: string, command: Command, options?: SpawnOptions): RemctlProcess {
   const call = checkSimpleOptions(host, command, options, SPAWN_OPTIONS);
   const handle = newHandle(call.settings);
+  const deadline = callSignal(call.signal, call.timeout);
   return new RemctlProcess(
     handle,
-    [() => openDeadline(handle.open(call.target), call.settings.timeout, () => handle.cancel()), () => handle.command(call.args, false)],
-    call.signal,
+    [() => openDeadline(handle.open(call.target), connectTimeoutOf(call.settings), () => handle.cancel()), () => handle.command(call.args, false)],
+    deadline.signal,
     () => {},
     () => {
+      deadline.done();
       if (!handle.closed) handle.close().catch(() => {});
     },
   );

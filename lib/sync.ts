@@ -7,7 +7,7 @@ import type { Command } from './validate.js';
 
 export type RemctlSyncOptions = Omit<RemctlOptions, 'signal'>;
 
-const SYNC_OPTIONS = [...SETTING_NAMES, 'port', 'principal', 'encoding', 'maxBuffer'] as const;
+const SYNC_OPTIONS = [...SETTING_NAMES, 'port', 'principal', 'timeout', 'encoding', 'maxBuffer'] as const;
 
 /**
  * remctl() for scripts that have nothing else to do: blocks until the
@@ -20,5 +20,6 @@ export function remctlSync(host: string, command: Command, options?: RemctlSyncO
 export function remctlSync(host: string, command: Command, options?: RemctlSyncOptions): RemctlResult<string | Buffer> {
   const call = checkSimpleOptions(host, command, options, SYNC_OPTIONS);
   const handle = newHandle(call.settings);
-  return settleRun(unpackRun(handle.runSync(call.target, call.args, nativeLimit(call.maxBuffer))), call.encoding, call.maxBuffer);
+  const raw = handle.runSync(call.target, call.args, nativeLimit(call.maxBuffer), call.timeout);
+  return settleRun(unpackRun(raw), call.encoding, call.maxBuffer);
 }

@@ -114,6 +114,25 @@ export function checkTimeout(value: unknown, name = 'timeout'): number {
   return value;
 }
 
+/** The longest duration a timer takes (about 24.8 days), as setTimeout's. */
+export const MAX_MILLISECONDS = 2_147_483_647;
+
+/** A duration in whole milliseconds, 0 for none. */
+export function checkMilliseconds(value: unknown, name: string): number {
+  if (typeof value !== 'number' || Number.isNaN(value)) {
+    throw new TypeError(`${name} must be a number of milliseconds, got ${describe(value)}`);
+  }
+  if (!Number.isInteger(value) || value < 0 || value > MAX_MILLISECONDS) {
+    throw new RangeError(`${name} must be a whole number of milliseconds from 0 to ${MAX_MILLISECONDS}, got ${value}`);
+  }
+  return value;
+}
+
+/** A call's `timeout` option: whole milliseconds, 0 or absent for none. */
+export function checkCallTimeout(value: unknown): number {
+  return value === undefined ? 0 : checkMilliseconds(value, 'timeout');
+}
+
 /** An IPv4 or IPv6 address to connect from (libremctl also takes "any" and "all"). */
 export function checkSourceIp(value: unknown, name = 'sourceIp'): string {
   const text = checkText(value, name);

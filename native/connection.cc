@@ -6,9 +6,14 @@
 
 #include <cerrno>
 #include <algorithm>
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <cstring>
+#include <system_error>
 #include <utility>
+
+#include "thread.h"
 
 namespace remctl_node {
 
@@ -51,6 +56,26 @@ const char* FailureName(Failure failure) {
     case Failure::kSystem: return "system";
   }
   return "none";
+}
+
+namespace {
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+int64_t Shorter(int64_t a, int64_t b) {
+  if (a <= 0) return b;
+  if (b <= 0) return a;
+  return std::min(a, b);
+}
+
+}  // namespace
+
+int64_t ConnectBudgetMs(const Settings& settings) {
+  return Shorter(settings.connect_timeout_ms, settings.idle_timeout_ms);
 }
 
 int64_t RetryDelayMs(long first_ms, long attempt) {
@@ -198,12 +223,41 @@ Failure Connection::Classify(Step step) const {
   return Failure::kBadResponse;
 }
 
+int64_t Connection::SocketTimeoutMs(const Settings& settings) const {
+  if (deadline_ms_ == 0) return settings.idle_timeout_ms;
+  return Shorter(settings.idle_timeout_ms, std::max<int64_t>(deadline_ms_ - NowMs(), 1));
+}
+
+std::string Connection::CallTimedOut() const {
+  return "timed out after " + std::to_string(call_timeout_ms_) + " ms: the call's timeout";
+}
+
+bool Connection::AwaitOutput(const Settings& settings) {
+  const int64_t left = deadline_ms_ - NowMs();
+  const int64_t wait = Shorter(settings.idle_timeout_ms, std::max<int64_t>(left, 0));
+  if (wait > 0 && link_->WaitReadable(wait)) return true;
+  // The server was silent for the idle timeout, or the call's ran out.
+  link_->TimeOut();
+  return false;
+}
+
+void Connection::ApplySocketTimeout(const Settings& settings) {
+  settings_idle_ms_ = settings.idle_timeout_ms;
+  if (link_) link_->SetTimeout(SocketTimeoutMs(settings));
+}
+
 std::string Connection::LibraryError(const char* fallback) {
   std::string message = r_ != nullptr ? remctl_error(r_) : fallback;
+  // The call's whole timeout ran out (remctlSync, whose socket timeouts
+  // count down to it): say so, in place of what the socket said.
+  if (link_ && deadline_ms_ != 0 && !cancelled() && NowMs() >= deadline_ms_ - kTimeoutSlackMs) {
+    if (!link_->timed_out()) link_->TimeOut();
+    return CallTimedOut();
+  }
   // A blocking read or write gives up after the socket's timeout of silence
   // (SO_RCVTIMEO, SO_SNDTIMEO); the kernel's clock says whether that is why.
-  if (link_ && socket_timeouts_ && !link_->timed_out() && link_->timeout() > 0 &&
-      !link_->PeerClosed() && link_->IdleMs() >= link_->timeout() * 1000 - kTimeoutSlackMs) {
+  if (link_ && socket_timeouts_ && !link_->timed_out() && settings_idle_ms_ > 0 &&
+      !link_->PeerClosed() && link_->IdleMs() >= settings_idle_ms_ - kTimeoutSlackMs) {
     link_->TimeOut();
   }
   if (link_ && link_->timed_out()) return AsTimeout(message);
@@ -300,6 +354,13 @@ Status Connection::EnsureConnected(const Settings& settings) {
 }
 
 Status Connection::Open(OpenTarget target, const Settings& settings) {
+  open_ended_.store(false);
+  Status status = OpenAttempts(std::move(target), settings);
+  open_ended_.store(true);
+  return status;
+}
+
+Status Connection::OpenAttempts(OpenTarget target, const Settings& settings) {
   Teardown();
   if (cancelled()) {
     if (target.fd >= 0) Fd(target.fd).Reset();
@@ -359,27 +420,27 @@ Status Connection::OpenOnce(const Settings& settings) {
     case OpenTarget::Kind::kHost:
       if (target_.port != 0) {
         server = ConnectHost(target_.host, target_.port, settings.source_ip,
-                             settings.timeout, cancel_.get(), &error);
+                             ConnectBudgetMs(settings), cancel_.get(), &error);
       } else {
         // As remctl_open: the registered port, then the legacy one, and the
         // first error is the one worth reporting. Only a refusal is worth the
         // legacy port: not a cancel, a timeout, or a name that did not resolve.
         server = ConnectHost(target_.host, REMCTL_PORT, settings.source_ip,
-                             settings.timeout, cancel_.get(), &error);
+                             ConnectBudgetMs(settings), cancel_.get(), &error);
         // Not after the kernel gave up on a silent address (ETIMEDOUT): the
         // legacy port would only wait as long again.
         if (!server.valid() && error.failure == ConnectFailure::kUnreachable &&
             error.system.number != ETIMEDOUT && !cancelled()) {
           ConnectError legacy_error;
           server = ConnectHost(target_.host, REMCTL_PORT_OLD,
-                               settings.source_ip, settings.timeout,
+                               settings.source_ip, ConnectBudgetMs(settings),
                                cancel_.get(), &legacy_error);
         }
       }
       break;
     case OpenTarget::Kind::kAddresses:
       server = ConnectAddresses(target_.addresses, settings.source_ip,
-                                settings.timeout, cancel_.get(), &error);
+                                ConnectBudgetMs(settings), cancel_.get(), &error);
       break;
     case OpenTarget::Kind::kFd:
       server = Fd(target_.fd);
@@ -405,9 +466,9 @@ Status Connection::OpenOnce(const Settings& settings) {
     std::string message = "cannot set up socket: " + std::string(strerror(setup.number));
     return Fail(Failure::kSystem, std::move(message), std::move(setup));
   }
-  if (socket_timeouts_) link->SetTimeout(settings.timeout);
   blocking_ = true;
   SetLink(std::move(link));
+  if (socket_timeouts_) ApplySocketTimeout(settings);
   // A cancel that came while connecting found no link to shut down.
   if (cancelled()) return Cancelled();
   const char* host = target_.host.empty() ? nullptr : target_.host.c_str();
@@ -445,7 +506,8 @@ Status Connection::OpenVersion1(const Settings& settings) {
   if (!settings.source_ip.empty() && !remctl_set_source_ip(r_, settings.source_ip.c_str())) {
     return Fail(Failure::kConnect, LibraryError("cannot set source address"));
   }
-  if (settings.timeout > 0) remctl_set_timeout(r_, settings.timeout);
+  // libremctl counts whole seconds: a part of one rounds up.
+  if (settings.idle_timeout_ms > 0) remctl_set_timeout(r_, static_cast<time_t>((settings.idle_timeout_ms + 999) / 1000));
   if (cancelled()) return Cancelled();
   const char* principal = target_.principal ? target_.principal->c_str() : nullptr;
   if (!remctl_open(r_, target_.host.c_str(), target_.port, principal)) {
@@ -470,7 +532,7 @@ Status Connection::Command(const Arguments& args, bool as_strings,
     vector[i].iov_len = args.lengths[i];
     offset += args.lengths[i];
   }
-  if (socket_timeouts_ && link_) link_->SetTimeout(settings.timeout);
+  if (socket_timeouts_) ApplySocketTimeout(settings);
   bool ok;
   if (as_strings) {
     std::vector<std::string> copies;
@@ -502,7 +564,15 @@ struct remctl_output* Connection::ReadOutput(const Settings& settings,
     *status = Fail(Failure::kNotOpen, "no connection open");
     return nullptr;
   }
-  if (socket_timeouts_ && link_) link_->SetTimeout(settings.timeout);
+  if (socket_timeouts_) ApplySocketTimeout(settings);
+  // The socket's own timeouts are retried by libremctl and only roughly
+  // kept: a call's whole timeout is waited out here, to the millisecond.
+  if (socket_timeouts_ && deadline_ms_ != 0 && link_ && expecting_ && !AwaitOutput(settings)) {
+    const bool whole_call = NowMs() >= deadline_ms_ - kTimeoutSlackMs;
+    *status = Fail(Failure::kTimeout, whole_call ? CallTimedOut() : "error receiving token: timed out");
+    expecting_ = false;
+    return nullptr;
+  }
   struct remctl_output* output = remctl_output(r_);
   if (output == nullptr) {
     *status = LibraryFailure("cannot read output", Step::kReceive);
@@ -560,7 +630,7 @@ Status Connection::Noop(const Settings& settings) {
   if (cancelled()) return Cancelled();
   Status connected = EnsureConnected(settings);
   if (!connected.ok) return connected;
-  if (socket_timeouts_ && link_) link_->SetTimeout(settings.timeout);
+  if (socket_timeouts_) ApplySocketTimeout(settings);
   if (link_) link_->Sent();
   const bool ok = remctl_noop(r_) != 0;
   if (!ok) return LibraryFailure("cannot send noop", Step::kReceive);
@@ -592,6 +662,77 @@ void Connection::Close() {
   target_ = OpenTarget();
   std::lock_guard<std::mutex> lock(cancel_mutex_);
   cancel_.Reset();
+}
+
+namespace {
+
+// What the thread opening for remctlSync and its caller share: either may
+// be the last to let go of it.
+struct SyncOpen {
+  std::shared_ptr<Connection> connection = std::make_shared<Connection>();
+  std::mutex mutex;
+  std::condition_variable opened;
+  bool done = false;
+  Status status;
+};
+
+}  // namespace
+
+RunResult RunBlocking(OpenTarget target, const Arguments& args,
+                      const Settings& settings, size_t max_output,
+                      int64_t timeout_ms) {
+  const int64_t started = NowMs();
+  RunResult result;
+  auto open = std::make_shared<SyncOpen>();
+  std::shared_ptr<Connection> connection = open->connection;
+  connection->UseSocketTimeouts(timeout_ms > 0 ? started + timeout_ms : 0, timeout_ms);
+  std::thread opener;
+  try {
+    opener = StartThread("remctl-open", [open, target = std::move(target), settings]() mutable {
+      Status status = open->connection->Open(std::move(target), settings);
+      std::lock_guard<std::mutex> lock(open->mutex);
+      open->status = std::move(status);
+      open->done = true;
+      open->opened.notify_all();
+    });
+  } catch (const std::system_error& e) {
+    result.status = {false, std::string("cannot start a thread to open the connection: ") + e.what(),
+                     Failure::kSystem, {e.code().value(), "", "pthread_create", "", 0}};
+    return result;
+  }
+  const int64_t wait_ms = Shorter(settings.connect_timeout_ms, timeout_ms);
+  bool done;
+  {
+    std::unique_lock<std::mutex> lock(open->mutex);
+    const auto finished = [&open] { return open->done; };
+    if (wait_ms > 0) {
+      done = open->opened.wait_for(lock, std::chrono::milliseconds(wait_ms), finished);
+    } else {
+      open->opened.wait(lock, finished);
+      done = true;
+    }
+  }
+  if (!done) {
+    // The thread lets go once libkrb5 does, and closes what it opened.
+    connection->Cancel();
+    opener.detach();
+    const bool whole_call = timeout_ms > 0 && wait_ms == timeout_ms;
+    result.status = {false,
+                     whole_call ? connection->CallTimedOut()
+                                : "timed out after " + std::to_string(wait_ms) +
+                                      " ms connecting and authenticating: no answer from the server or from the KDC",
+                     Failure::kTimeout, {}};
+    return result;
+  }
+  opener.join();
+  if (!open->status.ok) {
+    result.status = std::move(open->status);
+    connection->Close();
+    return result;
+  }
+  result = connection->Run(args, settings, max_output);
+  connection->Close();
+  return result;
 }
 
 }  // namespace remctl_node

@@ -26,7 +26,11 @@ namespace remctl_node {
 // Settings in force for one operation, captured when the operation is
 // issued so that a setter never changes a call already queued.
 struct Settings {
-  long timeout = 0;
+  // Milliseconds the server may be silent before an operation fails (0:
+  // forever), as libremctl's timeout in seconds.
+  int64_t idle_timeout_ms = 0;
+  // Milliseconds connecting may take, per address tried (0: the kernel's).
+  int64_t connect_timeout_ms = 0;
   std::optional<std::string> ccache;
   std::string source_ip;
   // A server that drops the connection before authentication completes
@@ -138,6 +142,21 @@ struct RunResult {
 // Milliseconds to wait before retry attempt + 1 of an open (see Settings).
 int64_t RetryDelayMs(long first_ms, long attempt);
 
+// How long connecting to one address may take: the connect timeout or the
+// idle timeout (libremctl bounds the connect by its timeout), the shorter
+// of those set; 0 for the kernel's.
+int64_t ConnectBudgetMs(const Settings& settings);
+
+// remctlSync's whole exchange. The open runs on a thread of ours that the
+// caller waits for only until connect_timeout_ms (or timeout_ms, the call's
+// whole timeout) runs out: a KDC that never answers holds libkrb5, which
+// nothing interrupts, and that thread with it, but not the caller. The
+// command and its output then run on the calling thread, the socket
+// blocking, as the C library does it.
+RunResult RunBlocking(OpenTarget target, const Arguments& args,
+                      const Settings& settings, size_t max_output,
+                      int64_t timeout_ms);
+
 // Takes a command's output tokens into a RunResult, one at a time.
 class RunCollector {
  public:
@@ -204,8 +223,19 @@ class Connection {
   // if the server has been silent for timeout_ms, else returns how much of
   // it is left (0 once timed out).
   int64_t TimeOutIfIdle(int64_t timeout_ms);
-  // With no event loop to time calls (remctlSync), the socket does.
-  void UseSocketTimeouts() { socket_timeouts_ = true; }
+  // With no event loop to time calls (remctlSync), the socket does, also
+  // for the call's whole timeout: deadline_ms on the monotonic clock (0: none),
+  // timeout_ms what it was given as.
+  void UseSocketTimeouts(int64_t deadline_ms = 0, int64_t timeout_ms = 0) {
+    socket_timeouts_ = true;
+    deadline_ms_ = deadline_ms;
+    call_timeout_ms_ = timeout_ms;
+  }
+  // Any thread: the last Open has ended, one way or the other. JavaScript's
+  // connectTimeout asks, since a one-shot call opens and runs in one go.
+  bool open_ended() const { return open_ended_.load(); }
+  // What a call whose whole timeout ran out fails with.
+  std::string CallTimedOut() const;
 
   // Any thread: ends the current connection at once; a blocked call
   // returns, and every later operation fails without touching the network.
@@ -215,6 +245,7 @@ class Connection {
   bool cancelled() const { return cancelled_.load(); }
 
  private:
+  Status OpenAttempts(OpenTarget target, const Settings& settings);
   Status NewLibraryHandle(const Settings& settings);
   Status OpenOnce(const Settings& settings);
   bool SpeaksVersion1();
@@ -249,6 +280,18 @@ class Connection {
   bool opened_ = false;
   bool blocking_ = true;
   bool socket_timeouts_ = false;
+  int64_t deadline_ms_ = 0;
+  int64_t call_timeout_ms_ = 0;
+  std::atomic<bool> open_ended_{false};
+  // The socket timeout for the next blocking call: the idle timeout, or what
+  // is left of the call's, whichever is shorter.
+  int64_t SocketTimeoutMs(const Settings& settings) const;
+  void ApplySocketTimeout(const Settings& settings);
+  // remctlSync with a whole-call timeout: waits until the next token starts
+  // arriving, false (timed out) if the idle or the call's timeout comes first.
+  bool AwaitOutput(const Settings& settings);
+  // The idle timeout the socket timeouts were last set for.
+  int64_t settings_idle_ms_ = 0;
   // A server speaking protocol version 1, on a connection libremctl opened
   // itself (see OpenVersion1): there is no link.
   bool version1_ = false;

@@ -299,7 +299,7 @@ void Conn::Pump() {
     if (step == Step::kRead) {
       Watch();
       if (wanted_) {
-        ArmTimer(op.timeout());
+        ArmTimer(op.idle_timeout_ms());
         break;
       }
       continue;  // Watch failed the operation
@@ -316,7 +316,7 @@ void Conn::Pump() {
       blocking_ = true;
       std::string error = engine_.Submit(std::make_unique<BlockStep>(self, &op));
       if (error.empty()) {
-        ArmTimer(op.timeout());
+        ArmTimer(op.idle_timeout_ms());
         break;
       }
       blocking_ = false;
@@ -398,7 +398,7 @@ void Conn::StopWaiting() {
   timer_timeout_ = 0;
 }
 
-void Conn::ArmTimer(long timeout) {
+void Conn::ArmTimer(int64_t timeout) {
   if (timeout <= 0) {
     if (timer_ != nullptr) uv_timer_stop(timer_);
     timer_timeout_ = 0;
@@ -414,7 +414,7 @@ void Conn::ArmTimer(long timeout) {
   uv_unref(reinterpret_cast<uv_handle_t*>(timer_));
   timer_timeout_ = timeout;
   last_activity_ = uv_now(engine_.loop());
-  uv_timer_start(timer_, &Conn::OnTimer, static_cast<uint64_t>(timeout) * 1000, 0);
+  uv_timer_start(timer_, &Conn::OnTimer, static_cast<uint64_t>(timeout), 0);
 }
 
 void Conn::OnReadable(uv_poll_t* poll, int, int) {
@@ -441,7 +441,7 @@ void Conn::TimedOut() {
   if (blocking_) {
     // The thread's call returns once its socket is shut down.
     if (timer_timeout_ == 0) return;
-    const int64_t left = connection_->TimeOutIfIdle(static_cast<int64_t>(timer_timeout_) * 1000);
+    const int64_t left = connection_->TimeOutIfIdle(timer_timeout_);
     if (left > 0) uv_timer_start(timer_, &Conn::OnTimer, static_cast<uint64_t>(left), 0);
     return;
   }
@@ -454,7 +454,7 @@ void Conn::TimedOut() {
   int64_t idle = static_cast<int64_t>(now - last_activity_);
   const int64_t kernel_idle = connection_->IdleMs();
   if (kernel_idle >= 0 && kernel_idle < idle) idle = kernel_idle;
-  const int64_t timeout_ms = static_cast<int64_t>(timer_timeout_) * 1000;
+  const int64_t timeout_ms = timer_timeout_;
   if (idle < timeout_ms) {
     uv_timer_start(timer_, &Conn::OnTimer, static_cast<uint64_t>(timeout_ms - idle), 0);
     return;

@@ -144,8 +144,8 @@ class Op {
   virtual Napi::Value Result(Napi::Env env, Conn& conn) { return env.Undefined(); }
   // Ended from outside (a timeout on the loop, a cancel): fails with status.
   virtual void Fail(Status status) = 0;
-  // Seconds of silence that end a kRead wait; 0 for none.
-  virtual long timeout() const = 0;
+  // Milliseconds of silence that end a wait; 0 for none.
+  virtual int64_t idle_timeout_ms() const = 0;
   // Whether Block may replace or close the connection's socket.
   virtual bool reconnects() const { return true; }
 
@@ -193,7 +193,7 @@ class Conn : public std::enable_shared_from_this<Conn> {
   class BlockStep;
   void Pump();
   void Watch();
-  void ArmTimer(long timeout);
+  void ArmTimer(int64_t timeout_ms);
   void StopWaiting();
   // Stops polling the socket, keeping the poll for the next wait.
   void Pause();
@@ -220,7 +220,7 @@ class Conn : public std::enable_shared_from_this<Conn> {
   bool reading_ = false;
   bool wanted_ = false;
   uv_timer_t* timer_ = nullptr;
-  long timer_timeout_ = 0;  // seconds, while the timer runs
+  int64_t timer_timeout_ = 0;  // milliseconds, while the timer runs
   uint64_t last_activity_ = 0;
 };
 

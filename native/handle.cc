@@ -14,6 +14,13 @@ namespace {
 
 constexpr const char* kNoError = "no error";
 
+// The JavaScript layer checks the range; the clamp keeps the cast defined
+// whatever arrives (undefined: 0).
+int64_t Milliseconds(const Napi::Value& value) {
+  const double ms = value.IsUndefined() ? 0 : value.ToNumber().DoubleValue();
+  return static_cast<int64_t>(std::clamp(ms, -2e12, 2e12));
+}
+
 // Operations that succeed or fail resolve to undefined, or to the failure
 // (its text also kept for remctl_error). Resolving with the failure itself
 // means a caller never reads an error that a later operation already replaced.
@@ -49,7 +56,7 @@ class CallOp : public Op {
  public:
   CallOp(Napi::Env env, Napi::Value settle, Settings settings)
       : Op(env, settle), settings_(std::move(settings)) {}
-  long timeout() const override { return settings_.timeout; }
+  int64_t idle_timeout_ms() const override { return settings_.idle_timeout_ms; }
   void Fail(Status status) override {
     failed_ = true;
     failure_ = std::move(status);
@@ -254,17 +261,6 @@ Napi::Array ToRunArray(Napi::Env env, RunResult&& result) {
   return array;
 }
 
-// Opens, runs one command and closes: the one-shot call's whole exchange.
-RunResult RunOnConnection(Connection& connection, OpenTarget target,
-                          const Arguments& args, const Settings& settings,
-                          size_t max_output) {
-  RunResult result;
-  result.status = connection.Open(std::move(target), settings);
-  if (result.status.ok) result = connection.Run(args, settings, max_output);
-  connection.Close();
-  return result;
-}
-
 // One command and all its output, on an open connection or, for the
 // one-shot call, on a connection opened first and closed after. Each token
 // is read on the loop as soon as it has arrived whole.
@@ -388,7 +384,7 @@ class CloseOp : public Op {
     return env.Undefined();
   }
   void Fail(Status) override {}
-  long timeout() const override { return 0; }
+  int64_t idle_timeout_ms() const override { return 0; }
 };
 
 size_t ToMaxOutput(const Napi::Value& value) {
@@ -416,10 +412,12 @@ Napi::Function RemctlHandle::Define(Napi::Env env) {
           InstanceMethod<&RemctlHandle::Error>("error"),
           InstanceMethod<&RemctlHandle::SetCcache>("setCcache"),
           InstanceMethod<&RemctlHandle::SetSourceIp>("setSourceIp"),
-          InstanceMethod<&RemctlHandle::SetTimeout>("setTimeout"),
+          InstanceMethod<&RemctlHandle::SetIdleTimeout>("setIdleTimeout"),
+          InstanceMethod<&RemctlHandle::SetConnectTimeout>("setConnectTimeout"),
           InstanceMethod<&RemctlHandle::SetOpenRetries>("setOpenRetries"),
           InstanceMethod<&RemctlHandle::SetSocketBuffers>("setSocketBuffers"),
           InstanceAccessor<&RemctlHandle::Closed>("closed"),
+          InstanceAccessor<&RemctlHandle::OpenEnded>("openEnded"),
       });
 }
 
@@ -529,12 +527,11 @@ Napi::Value RemctlHandle::RunSync(const Napi::CallbackInfo& info) {
   }
   TargetHolder target(ToOpenTarget(info[0]));
   Arguments args = ToArguments(info[1], "command");
+  const size_t max_output = ToMaxOutput(info[2]);
+  const int64_t timeout_ms = Milliseconds(info[3]);
   closed_ = true;
   used_ = true;
-  // On the calling thread, the socket blocking, as the C library does it.
-  conn_->connection().UseSocketTimeouts();
-  RunResult result = RunOnConnection(conn_->connection(), target.Take(), args,
-                                     settings_, ToMaxOutput(info[2]));
+  RunResult result = RunBlocking(target.Take(), args, settings_, max_output, std::max<int64_t>(timeout_ms, 0));
   return ToRunArray(env, std::move(result));
 }
 
@@ -568,19 +565,24 @@ Napi::Value RemctlHandle::SetSourceIp(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-Napi::Value RemctlHandle::SetTimeout(const Napi::CallbackInfo& info) {
+Napi::Value RemctlHandle::SetIdleTimeout(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckOpen(env);
-  // The JavaScript layer checks the range; the clamp keeps the casts defined
-  // whatever arrives.
-  const double timeout = std::clamp(info[0].ToNumber().DoubleValue(), -2e6, 2e6);
-  if (!(timeout >= 0)) {
-    // libremctl's own refusal, kept for remctl_error.
-    conn_->last_error = "invalid timeout " + std::to_string(static_cast<long>(timeout));
+  const int64_t ms = Milliseconds(info[0]);
+  if (ms < 0) {
+    // libremctl's own refusal (of seconds), kept for remctl_error.
+    conn_->last_error = "invalid timeout " + std::to_string(ms / 1000);
     return Napi::Boolean::New(env, false);
   }
-  settings_.timeout = static_cast<long>(timeout);
+  settings_.idle_timeout_ms = ms;
   return Napi::Boolean::New(env, true);
+}
+
+Napi::Value RemctlHandle::SetConnectTimeout(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckOpen(env);
+  settings_.connect_timeout_ms = std::max<int64_t>(Milliseconds(info[0]), 0);
+  return env.Undefined();
 }
 
 Napi::Value RemctlHandle::SetOpenRetries(const Napi::CallbackInfo& info) {
@@ -593,6 +595,10 @@ Napi::Value RemctlHandle::SetOpenRetries(const Napi::CallbackInfo& info) {
 
 Napi::Value RemctlHandle::Closed(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), closed_);
+}
+
+Napi::Value RemctlHandle::OpenEnded(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), conn_->connection().open_ended());
 }
 
 Napi::Value CanonicalName(const Napi::CallbackInfo& info) {

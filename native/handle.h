@@ -33,10 +33,12 @@ class RemctlHandle : public Napi::ObjectWrap<RemctlHandle> {
   Napi::Value Error(const Napi::CallbackInfo& info);
   Napi::Value SetCcache(const Napi::CallbackInfo& info);
   Napi::Value SetSourceIp(const Napi::CallbackInfo& info);
-  Napi::Value SetTimeout(const Napi::CallbackInfo& info);
+  Napi::Value SetIdleTimeout(const Napi::CallbackInfo& info);
+  Napi::Value SetConnectTimeout(const Napi::CallbackInfo& info);
   Napi::Value SetOpenRetries(const Napi::CallbackInfo& info);
   Napi::Value SetSocketBuffers(const Napi::CallbackInfo& info);
   Napi::Value Closed(const Napi::CallbackInfo& info);
+  Napi::Value OpenEnded(const Napi::CallbackInfo& info);
 
   void Submit(std::unique_ptr<Op> op);
   void CheckOpen(Napi::Env env) const;

@@ -59,8 +59,8 @@ bool BindSource(int fd, int family, const std::string& source) {
 // Waits for a non-blocking connect with poll(), which has no FD_SETSIZE limit.
 // Leaves the reason for a failure in errno; *deadline_passed says whether
 // ETIMEDOUT was our own deadline rather than the kernel's.
-bool WaitConnected(int fd, long timeout, int cancel_fd, bool* deadline_passed) {
-  const int64_t deadline = timeout > 0 ? NowMs() + timeout * 1000 : 0;
+bool WaitConnected(int fd, int64_t timeout_ms, int cancel_fd, bool* deadline_passed) {
+  const int64_t deadline = timeout_ms > 0 ? NowMs() + timeout_ms : 0;
   for (;;) {
     pollfd fds[2] = {{fd, POLLOUT, 0}, {cancel_fd, POLLIN, 0}};
     int wait = -1;
@@ -112,7 +112,7 @@ SystemError AddressError(int number, const char* syscall, const addrinfo* ai) {
 
 // Tries each address until one connects; on failure *error holds the last
 // reason, as errno does in libremctl's network_connect.
-Fd ConnectFirst(const addrinfo* list, const std::string& source, long timeout,
+Fd ConnectFirst(const addrinfo* list, const std::string& source, int64_t timeout_ms,
                 int cancel_fd, SystemError* error, bool* deadline_passed) {
   *error = SystemError{ECONNREFUSED, "", "", "", 0};
   for (const addrinfo* ai = list; ai != nullptr; ai = ai->ai_next) {
@@ -128,7 +128,7 @@ Fd ConnectFirst(const addrinfo* list, const std::string& source, long timeout,
       continue;
     }
     if (connect(fd.get(), ai->ai_addr, ai->ai_addrlen) == 0 ||
-        (errno == EINPROGRESS && WaitConnected(fd.get(), timeout, cancel_fd, deadline_passed))) {
+        (errno == EINPROGRESS && WaitConnected(fd.get(), timeout_ms, cancel_fd, deadline_passed))) {
       return fd;
     }
     *error = AddressError(errno, "connect", ai);
@@ -201,7 +201,7 @@ bool WaitEventFd(int fd, long ms) {
 }
 
 Fd ConnectHost(const std::string& host, unsigned short port,
-               const std::string& source, long timeout, int cancel_fd,
+               const std::string& source, int64_t timeout_ms, int cancel_fd,
                ConnectError* error) {
   *error = ConnectError();
   addrinfo hints{};
@@ -220,7 +220,7 @@ Fd ConnectHost(const std::string& host, unsigned short port,
     return Fd();
   }
   bool deadline_passed = false;
-  Fd fd = ConnectFirst(list, source, timeout, cancel_fd, &error->system, &deadline_passed);
+  Fd fd = ConnectFirst(list, source, timeout_ms, cancel_fd, &error->system, &deadline_passed);
   freeaddrinfo(list);
   if (!fd.valid()) {
     error->message = "cannot connect to " + host + " (port " + std::to_string(port) +
@@ -231,7 +231,7 @@ Fd ConnectHost(const std::string& host, unsigned short port,
 }
 
 Fd ConnectAddresses(const std::vector<SocketAddress>& addresses,
-                    const std::string& source, long timeout, int cancel_fd,
+                    const std::string& source, int64_t timeout_ms, int cancel_fd,
                     ConnectError* error) {
   *error = ConnectError();
   error->system.number = EINVAL;
@@ -249,7 +249,7 @@ Fd ConnectAddresses(const std::vector<SocketAddress>& addresses,
       error->system = SystemError{EINVAL, "", "getaddrinfo", target.address, target.port};
       continue;
     }
-    Fd fd = ConnectFirst(list, source, timeout, cancel_fd, &error->system, &deadline_passed);
+    Fd fd = ConnectFirst(list, source, timeout_ms, cancel_fd, &error->system, &deadline_passed);
     freeaddrinfo(list);
     if (fd.valid()) return fd;
     if (error->system.number == ECANCELED) break;
@@ -296,12 +296,13 @@ void Link::SetBlocking(bool blocking) {
 // each try, and a silent server fails it after the whole timeout.
 constexpr long kReadTries = 100;
 
-void Link::SetTimeout(long timeout) {
-  if (timeout == timeout_) return;
-  timeout_ = timeout;
-  const long read_ms = timeout > 0 ? std::max(timeout * 1000 / kReadTries, 1L) : 0;
-  timeval read_wait{read_ms / 1000, (read_ms % 1000) * 1000};
-  timeval write_wait{timeout > 0 ? timeout : 0, 0};
+void Link::SetTimeout(int64_t timeout_ms) {
+  if (timeout_ms == timeout_ms_) return;
+  timeout_ms_ = timeout_ms;
+  const int64_t read_ms = timeout_ms > 0 ? std::max<int64_t>(timeout_ms / kReadTries, 1) : 0;
+  const int64_t write_ms = std::max<int64_t>(timeout_ms, 0);
+  timeval read_wait{static_cast<time_t>(read_ms / 1000), static_cast<suseconds_t>((read_ms % 1000) * 1000)};
+  timeval write_wait{static_cast<time_t>(write_ms / 1000), static_cast<suseconds_t>((write_ms % 1000) * 1000)};
   setsockopt(socket_.get(), SOL_SOCKET, SO_RCVTIMEO, &read_wait, sizeof(read_wait));
   setsockopt(socket_.get(), SOL_SOCKET, SO_SNDTIMEO, &write_wait, sizeof(write_wait));
 }
@@ -366,6 +367,17 @@ bool Link::WaitFor(size_t need) {
   socklen_t length = sizeof(granted);
   if (getsockopt(socket_.get(), SOL_SOCKET, SO_RCVLOWAT, &granted, &length) != 0) return false;
   return granted >= wanted;
+}
+
+bool Link::WaitReadable(int64_t ms) const {
+  const int64_t deadline = NowMs() + ms;
+  for (;;) {
+    pollfd wait{socket_.get(), POLLIN, 0};
+    const int64_t left = deadline - NowMs();
+    const int n = poll(&wait, 1, left > 0 ? static_cast<int>(std::min<int64_t>(left, INT32_MAX)) : 0);
+    if (n < 0 && errno == EINTR) continue;
+    return n != 0;
+  }
 }
 
 bool Link::CanSend(size_t bytes) {

@@ -77,13 +77,13 @@ struct ConnectError {
 // message in libremctl's wording ("unknown host H: ..." or "cannot connect
 // to H (port N): ..."), why, and the system error of the last address tried.
 Fd ConnectHost(const std::string& host, unsigned short port,
-               const std::string& source, long timeout, int cancel_fd,
+               const std::string& source, int64_t timeout_ms, int cancel_fd,
                ConnectError* error);
 
 // Connects to each address in turn, as remctl_open_addrinfo does. On failure
 // the message reads "cannot connect: ...".
 Fd ConnectAddresses(const std::vector<SocketAddress>& addresses,
-                    const std::string& source, long timeout, int cancel_fd,
+                    const std::string& source, int64_t timeout_ms, int cancel_fd,
                     ConnectError* error);
 
 // Whether libremctl's next read of a token can run without blocking: the
@@ -120,11 +120,11 @@ class Link {
   // Someone else (libuv's uv_poll_init) set the socket's flags.
   void FlagsChanged() { flags_ = -1; }
   // For blocking use with no event loop (remctlSync): a read or write that
-  // waits timeout seconds without the server sending or acknowledging
-  // anything fails (SO_SNDTIMEO, and SO_RCVTIMEO at a hundredth of it: see
+  // waits timeout_ms without the server sending or acknowledging anything
+  // fails (SO_SNDTIMEO, and SO_RCVTIMEO at a hundredth of it: see
   // socket.cc). 0: never.
-  void SetTimeout(long timeout);
-  long timeout() const { return timeout_; }
+  void SetTimeout(int64_t timeout_ms);
+  int64_t timeout_ms() const { return timeout_ms_; }
 
   // Not ready: the ACK owed for the last output token goes out first (see
   // Acknowledge), as the server may be holding the rest back for it.
@@ -139,6 +139,9 @@ class Link {
   bool WaitFor(size_t need);
   // Poll reported the socket readable.
   void Woken() { woken_ = true; }
+  // Blocking use: waits up to ms for something to read (or the end of the
+  // connection); false if nothing came in that time.
+  bool WaitReadable(int64_t ms) const;
   // Whether bytes can be written now without waiting for the server. With
   // everything sent answered, the send queue is empty (the answer carried
   // the ACK of all of it) and SO_SNDBUF, read once, says: no system call.
@@ -211,7 +214,7 @@ class Link {
   Fd socket_;
   std::atomic<bool> timed_out_{false};
   std::atomic<bool> shut_down_{false};
-  long timeout_ = 0;
+  int64_t timeout_ms_ = 0;
   size_t low_water_ = 1;
   // The descriptor's flags as SetBlocking last set them; -1: to be read.
   int flags_ = -1;

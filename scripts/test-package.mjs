@@ -104,7 +104,7 @@ remctl(host, ['test', 'echo', word], { port: Number(port), principal, encoding: 
 const TS_CONSUMER = `import { remctl, remctlSync, spawn, Remctl, RemctlProtocolError, ERROR_ACCESS, _remctl, type RemctlOutput, type RemctlResult } from 'remctl';
 
 export async function main(host: string): Promise<number> {
-  const text: RemctlResult<string> = await remctl(host, ['test', 'echo', 'x'], { encoding: 'utf8', timeout: 5 });
+  const text: RemctlResult<string> = await remctl(host, ['test', 'echo', 'x'], { encoding: 'utf8', idleTimeout: 5000 });
   const bytes: Buffer = (await remctl(host, ['test'])).stdout;
   const sync: string = remctlSync(host, ['test'], { encoding: 'utf8' }).stdout;
   // @ts-expect-error: a misspelled option does not compile

@@ -406,16 +406,17 @@ describe('run()', () => {
   });
 });
 
-describe('timeout', () => {
-  test("setTimeout(-1) throws RemctlError 'invalid timeout -1', as libremctl refuses it", () => {
+describe('timeouts', () => {
+  test('the setters take milliseconds and refuse a negative or fractional one with a RangeError naming it', () => {
     const r = track(new Remctl());
-    expect(() => r.setTimeout(-1)).toThrow(new RemctlError('invalid timeout -1', 'ERR_INVALID_ARG_VALUE'));
-    expect(() => r.setTimeout(-1)).not.toThrow(RangeError);
+    expect(() => r.setIdleTimeout(-1)).toThrow(new RangeError('ms must be a whole number of milliseconds from 0 to 2147483647, got -1'));
+    expect(() => r.setConnectTimeout(0.5)).toThrow(new RangeError('ms must be a whole number of milliseconds from 0 to 2147483647, got 0.5'));
+    expect(() => r.setIdleTimeout('1' as never)).toThrow(new TypeError('ms must be a number of milliseconds, got the string "1"'));
   });
 
-  test("with setTimeout(1), a command silent for 3 s rejects with 'error receiving token: timed out', and the next command works", async () => {
+  test("with setIdleTimeout(1000), a command silent for 3 s rejects with 'error receiving token: timed out', and the next command works", async () => {
     const r = await connect();
-    r.setTimeout(1);
+    r.setIdleTimeout(1000);
     const started = Date.now();
     const { error, ms } = await rejection(r.run(['test', 'sleep', '3']), started);
     expect(error).toBeInstanceOf(RemctlError);
@@ -426,8 +427,8 @@ describe('timeout', () => {
     expect(await r.run(['test', 'test'], { encoding: 'utf8' })).toEqual({ stdout: 'hello world\n', stderr: '', status: 0 });
   });
 
-  test('the timeout option of the constructor applies to output(), and after each timeout the next command reopens', async () => {
-    const r = track(new Remctl({ timeout: 1 }));
+  test('the idleTimeout option of the constructor applies to output(), and after each timeout the next command reopens', async () => {
+    const r = track(new Remctl({ idleTimeout: 1000 }));
     await r.open(host, server);
     for (let round = 1; round <= 3; round++) {
       await r.command(['test', 'sleep', '3']);
@@ -437,10 +438,10 @@ describe('timeout', () => {
     }
   });
 
-  test('setTimeout(0) takes the timeout away again', async () => {
-    const r = track(new Remctl({ timeout: 1 }));
+  test('setIdleTimeout(0) takes the idle timeout away again', async () => {
+    const r = track(new Remctl({ idleTimeout: 1000 }));
     await r.open(host, server);
-    r.setTimeout(0);
+    r.setIdleTimeout(0);
     expect((await r.run(['test', 'sleep', '1.5'], { encoding: 'utf8' })).stdout).toBe('slept 1.5\n');
   });
 });
@@ -860,13 +861,14 @@ describe('errors', () => {
 
 describe('bad input', () => {
   test('the constructor refuses unknown and invalid settings, with a suggestion for a misspelling', () => {
-    expect(() => new Remctl({ timout: 1 } as never)).toThrow(new TypeError('unknown option "timout" in options; did you mean "timeout"?'));
-    // port belongs to open(), not to the connection's settings.
+    expect(() => new Remctl({ idleTimout: 1 } as never)).toThrow(new TypeError('unknown option "idleTimout" in options; did you mean "idleTimeout"?'));
+    // port belongs to open(), and a call's timeout to the call, not to the connection's settings.
     expect(() => new Remctl({ port: 1 } as never)).toThrow(
-      /^unknown option "port" in options; known options: timeout, ccache, sourceIp\b/,
+      /^unknown option "port" in options; known options: idleTimeout, connectTimeout, ccache, sourceIp\b/,
     );
-    expect(() => new Remctl({ timeout: -1 })).toThrow(
-      new RangeError('timeout must be a whole number of seconds from 0 to 2000000, got -1'),
+    expect(() => new Remctl({ timeout: 1000 } as never)).toThrow(/^unknown option "timeout" in options; known options: idleTimeout, connectTimeout,/);
+    expect(() => new Remctl({ idleTimeout: -1 })).toThrow(
+      new RangeError('idleTimeout must be a whole number of milliseconds from 0 to 2147483647, got -1'),
     );
     expect(() => new Remctl({ ccache: 5 } as never)).toThrow(new TypeError('ccache must be a string, got number 5'));
     expect(() => new Remctl({ sourceIp: '127.0.0.300' })).toThrow(
@@ -877,8 +879,8 @@ describe('bad input', () => {
 
   test('the setters refuse what libremctl could not take, naming the argument', () => {
     const r = track(new Remctl());
-    expect(() => r.setTimeout('1' as never)).toThrow(new TypeError('seconds must be a number of seconds, got the string "1"'));
-    expect(() => r.setTimeout(1.5)).toThrow(new RangeError('seconds must be a whole number of seconds from 0 to 2000000, got 1.5'));
+    expect(() => r.setIdleTimeout('1' as never)).toThrow(new TypeError('ms must be a number of milliseconds, got the string "1"'));
+    expect(() => r.setConnectTimeout(1.5)).toThrow(new RangeError('ms must be a whole number of milliseconds from 0 to 2147483647, got 1.5'));
     expect(() => r.setCcache('')).toThrow(new TypeError('path must not be empty'));
     expect(() => r.setCcache('FILE:/tmp/a\0b')).toThrow(new TypeError('path must not contain a NUL byte'));
     expect(() => r.setSourceIp('nowhere')).toThrow(new TypeError('ip must be an IPv4 or IPv6 address, got the string "nowhere"'));
@@ -897,13 +899,13 @@ describe('bad input', () => {
       await expect(r.open(host, { port: listener.port, prinicpal: 'x' } as never)).rejects.toThrow(
         new TypeError('unknown option "prinicpal" in options; did you mean "principal"?'),
       );
-      await expect(r.open(host, { port: listener.port, timeout: 1 } as never)).rejects.toThrow(
-        new TypeError('unknown option "timeout" in options; known options: port, principal, signal'),
+      await expect(r.open(host, { port: listener.port, idleTimeout: 1000 } as never)).rejects.toThrow(
+        new TypeError('unknown option "idleTimeout" in options; known options: port, principal, signal'),
       );
       await expect(Remctl.connect(host, { port: listener.port, sourceIP: '127.0.0.1' } as never)).rejects.toThrow(
         new TypeError('unknown option "sourceIP" in options; did you mean "sourceIp"?'),
       );
-      await expect(Remctl.connect(host, { port: listener.port, timeout: -1 })).rejects.toThrow(RangeError);
+      await expect(Remctl.connect(host, { port: listener.port, connectTimeout: -1 })).rejects.toThrow(RangeError);
       await sleep(50);
       expect(listener.accepted).toBe(0);
       expect(r.opened).toBe(false);

@@ -86,7 +86,7 @@ describe('ERR_REMCTL_TIMEOUT', () => {
   test('a listener that never answers the handshake: every entry point rejects with ERR_REMCTL_TIMEOUT', async () => {
     const listener = await silentServer();
     try {
-      const options = { port: listener.port, principal: settings.principal, timeout: 1 };
+      const options = { port: listener.port, principal: settings.principal, idleTimeout: 1000 };
       for (const error of [
         (await rejection(remctl(host, ['test', 'test'], options))).error,
         (await rejection(Remctl.connect(host, options))).error,
@@ -102,7 +102,7 @@ describe('ERR_REMCTL_TIMEOUT', () => {
   });
 
   test('a command silent for longer than the timeout: ERR_REMCTL_TIMEOUT, in run(), output() and a stream', async () => {
-    const r = await Remctl.connect(host, { ...server, timeout: 1 });
+    const r = await Remctl.connect(host, { ...server, idleTimeout: 1000 });
     try {
       const ran = await rejection(r.run(['test', 'sleep', '3']));
       expect(ran.error).toMatchObject({ code: 'ERR_REMCTL_TIMEOUT', message: 'error receiving token: timed out' });
@@ -112,7 +112,7 @@ describe('ERR_REMCTL_TIMEOUT', () => {
     } finally {
       await r.close();
     }
-    expect((await rejection(remctl(host, ['test', 'sleep', '3'], { ...server, timeout: 1 }))).error).toMatchObject({
+    expect((await rejection(remctl(host, ['test', 'sleep', '3'], { ...server, idleTimeout: 1000 }))).error).toMatchObject({
       code: 'ERR_REMCTL_TIMEOUT',
     });
   });
@@ -184,7 +184,7 @@ describe('ERR_REMCTL_BAD_RESPONSE', () => {
     for (const close of [false, true]) {
       const fake = await garbageServer(Buffer.from('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n'), { close });
       try {
-        const { error } = await rejection(Remctl.connect(host, { port: fake.port, principal: settings.principal, timeout: 2 }));
+        const { error } = await rejection(Remctl.connect(host, { port: fake.port, principal: settings.principal, idleTimeout: 2000 }));
         expect(error).toBeInstanceOf(RemctlError);
         expect(error).toMatchObject({ code: 'ERR_REMCTL_BAD_RESPONSE', message: 'error receiving token: token too larger' });
       } finally {
@@ -197,12 +197,12 @@ describe('ERR_REMCTL_BAD_RESPONSE', () => {
     for (const injection of [Buffer.concat([tokenHeader(TOKEN_DATA_V2, 40), Buffer.alloc(40, 7)]), tokenHeader(TOKEN_DATA_V2, 0xfffffff0)]) {
       const proxy = await tamperingProxy(settings.port, injection);
       try {
-        const r = await Remctl.connect(host, { port: proxy.port, principal: settings.principal, timeout: 2 });
+        const r = await Remctl.connect(host, { port: proxy.port, principal: settings.principal, idleTimeout: 2000 });
         const { error } = await rejection(r.run(['test', 'test']));
         expect(error).toBeInstanceOf(RemctlError);
         expect(error).not.toBeInstanceOf(RemctlProtocolError);
         expect(error).toMatchObject({ code: 'ERR_REMCTL_BAD_RESPONSE' });
-        const child = spawn(host, ['test', 'test'], { port: proxy.port, principal: settings.principal, timeout: 2 });
+        const child = spawn(host, ['test', 'test'], { port: proxy.port, principal: settings.principal, idleTimeout: 2000 });
         expect(await spawnFailure(child)).toMatchObject({ code: 'ERR_REMCTL_BAD_RESPONSE' });
         await r.close();
       } finally {

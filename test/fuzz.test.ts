@@ -300,7 +300,9 @@ const port = slot(PORTS);
 const principal = slot(fc.constantFrom(undefined, null, settings.principal, settings.principal, settings.principal, `host/nobody@${settings.realm}`, settings.otherServicePrincipal));
 const ccache = slot(fc.constantFrom(settings.ccache, settings.ccache, settings.otherCcache, `FILE:${settings.dir}/fuzz-missing.ccache`));
 const sourceIp = slot(fc.constantFrom('127.0.0.1', '127.0.0.1', 'any', 'all', '::1', '192.0.2.1'));
-const timeout = slot(fc.constantFrom(0, 1, 2, 3));
+// Seconds for the C-shaped remctl_set_timeout; milliseconds everywhere else.
+const seconds = slot(fc.constantFrom(0, 1, 2, 3));
+const ms = slot(fc.constantFrom(0, 1000, 2000, 3000));
 const signal = slot(
   fc.constantFrom('none', 'none', 'none', 'aborted', 'never', 'soon').map((kind) => {
     if (kind === 'aborted') return AbortSignal.abort();
@@ -325,7 +327,7 @@ function options(keys: Record<string, Slot>): Slot {
   };
 }
 
-const settingKeys = { timeout, ccache, sourceIp };
+const settingKeys = { idleTimeout: ms, connectTimeout: ms, ccache, sourceIp };
 const openKeys = { port, principal, signal };
 
 // ---------------------------------------------------------------------------------------------
@@ -518,7 +520,7 @@ const runs = (n: number) => ({ numRuns: Math.max(1, Math.round(n * RUNS)), endOn
 
 describe('the one-shot calls', () => {
   test('remctl(host, command, options) ends in its own command\'s result or a TypeError, RangeError or RemctlError', async () => {
-    const keys = { ...settingKeys, ...openKeys, encoding, maxBuffer };
+    const keys = { ...settingKeys, ...openKeys, timeout: ms, encoding, maxBuffer };
     await fc.assert(
       fc.asyncProperty(call(host, command, options(keys)), async (args) => {
         const result = await settle('remctl', args, () => remctl(...(args as Parameters<typeof remctl>)));
@@ -529,7 +531,7 @@ describe('the one-shot calls', () => {
   });
 
   test('remctlSync(host, command, options) returns a result or throws a TypeError, RangeError or RemctlError', async () => {
-    const keys = { ...settingKeys, port, principal, encoding, maxBuffer };
+    const keys = { ...settingKeys, port, principal, timeout: ms, encoding, maxBuffer };
     await fc.assert(
       fc.asyncProperty(call(host, command, options(keys)), async (args) => {
         await settle('remctlSync', args, () => remctlSync(...(args as Parameters<typeof remctlSync>)));
@@ -539,7 +541,7 @@ describe('the one-shot calls', () => {
   });
 
   test('spawn(host, command, options) ends in an exit status or a TypeError, RangeError or RemctlError', async () => {
-    const keys = { ...settingKeys, ...openKeys };
+    const keys = { ...settingKeys, ...openKeys, timeout: ms };
     await fc.assert(
       fc.asyncProperty(call(host, command, options(keys)), async (args) => {
         await settle('spawn', args, () => spawn(...(args as Parameters<typeof spawn>)));
@@ -568,13 +570,14 @@ describe('the Remctl class', () => {
     named('open', host, options(openKeys)),
     named('setCcache', ccache),
     named('setSourceIp', sourceIp),
-    named('setTimeout', timeout),
+    named('setIdleTimeout', ms),
+    named('setConnectTimeout', ms),
     named('command', command, options({ signal })),
     named('output', options({ signal })),
     named('outputs', options({ signal })),
     named('run', command, options({ signal, encoding, maxBuffer })),
-    named('run', command, options({ signal, encoding, maxBuffer })),
-    named('spawn', command, options({ signal })),
+    named('run', command, options({ signal, timeout: ms, encoding, maxBuffer })),
+    named('spawn', command, options({ signal, timeout: ms })),
     named('noop', options({ signal })),
     named('error'),
     named('close'),
@@ -653,7 +656,7 @@ describe('the C API, _remctl', () => {
     remctl_open_fd: call(hostOrNull, fd, principal),
     remctl_set_ccache: call(ccache),
     remctl_set_source_ip: call(sourceIp),
-    remctl_set_timeout: call(timeout),
+    remctl_set_timeout: call(seconds),
     remctl_command: call(command),
     remctl_commandv: call(command),
     remctl_output: fc.constant([]),

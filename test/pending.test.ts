@@ -14,7 +14,7 @@ const { host } = settings;
 const server = { port: settings.port, principal: settings.principal };
 
 const connections = new Set<Remctl>();
-async function connect(options: { timeout?: number } = {}): Promise<Remctl> {
+async function connect(options: { idleTimeout?: number } = {}): Promise<Remctl> {
   const r = await Remctl.connect(host, { ...server, ...options });
   connections.add(r);
   return r;
@@ -148,7 +148,7 @@ describe('output still to be read', () => {
   }
 
   test('leaving outputs() early while the rest is slow to come closes the connection after the timeout, and the next call reopens it', async () => {
-    const r = await connect({ timeout: 1 });
+    const r = await connect({ idleTimeout: 1000 });
     // "first", then two seconds of silence before "second": more than the timeout.
     await r.command(['test', 'lines']);
     for await (const token of r.outputs()) {

@@ -188,18 +188,18 @@ describe('remctl() connection settings', () => {
 
   test("timeout: a command silent for longer rejects with 'error receiving token: timed out'", async () => {
     const started = Date.now();
-    const { error, ms } = await rejection(remctl(host, ['test', 'sleep', '3'], { ...server, timeout: 1 }), started);
+    const { error, ms } = await rejection(remctl(host, ['test', 'sleep', '3'], { ...server, idleTimeout: 1000 }), started);
     expect(error).toBeInstanceOf(RemctlError);
     expect((error as Error).message).toBe('error receiving token: timed out');
     expect(ms).toBeGreaterThanOrEqual(900);
     expect(ms).toBeLessThan(2500);
     // A timeout of 0 is no timeout at all.
-    const { stdout } = await remctl(host, ['test', 'sleep', '1.2'], { ...server, timeout: 0, encoding: 'utf8' });
+    const { stdout } = await remctl(host, ['test', 'sleep', '1.2'], { ...server, idleTimeout: 0, encoding: 'utf8' });
     expect(stdout).toBe('slept 1.2\n');
   });
 
   test('a timeout longer than the wait lets the command finish', async () => {
-    const { stdout } = await remctl(host, ['test', 'sleep', '0.5'], { ...server, timeout: 5, encoding: 'utf8' });
+    const { stdout } = await remctl(host, ['test', 'sleep', '0.5'], { ...server, idleTimeout: 5000, encoding: 'utf8' });
     expect(stdout).toBe('slept 0.5\n');
   });
 });
@@ -371,14 +371,31 @@ describe('remctl() bad input', () => {
     {
       what: 'a negative timeout',
       options: { timeout: -1 },
-      error: new RangeError('timeout must be a whole number of seconds from 0 to 2000000, got -1'),
+      error: new RangeError('timeout must be a whole number of milliseconds from 0 to 2147483647, got -1'),
     },
     {
       what: 'a fractional timeout',
       options: { timeout: 0.5 },
-      error: new RangeError('timeout must be a whole number of seconds from 0 to 2000000, got 0.5'),
+      error: new RangeError('timeout must be a whole number of milliseconds from 0 to 2147483647, got 0.5'),
     },
-    { what: 'a timeout given as a string', options: { timeout: '1' }, error: new TypeError('timeout must be a number of seconds, got the string "1"') },
+    {
+      what: 'a timeout longer than a timer takes',
+      options: { timeout: 2 ** 31 },
+      error: new RangeError('timeout must be a whole number of milliseconds from 0 to 2147483647, got 2147483648'),
+    },
+    { what: 'a timeout given as a string', options: { timeout: '1' }, error: new TypeError('timeout must be a number of milliseconds, got the string "1"') },
+    {
+      what: 'a negative idleTimeout',
+      options: { idleTimeout: -1 },
+      error: new RangeError('idleTimeout must be a whole number of milliseconds from 0 to 2147483647, got -1'),
+    },
+    { what: 'an idleTimeout given as a string', options: { idleTimeout: '1s' }, error: new TypeError('idleTimeout must be a number of milliseconds, got the string "1s"') },
+    {
+      what: 'a fractional connectTimeout',
+      options: { connectTimeout: 1.5 },
+      error: new RangeError('connectTimeout must be a whole number of milliseconds from 0 to 2147483647, got 1.5'),
+    },
+    { what: 'a connectTimeout of null', options: { connectTimeout: null }, error: new TypeError('connectTimeout must be a number of milliseconds, got null') },
     { what: 'an empty ccache', options: { ccache: '' }, error: new TypeError('ccache must not be empty') },
     {
       what: 'a sourceIp that is not an address',

@@ -62,7 +62,7 @@ describe('pipeline(child.stdout, sink) resolves only on a status token', () => {
 
   test('it rejects with the timeout when the server goes silent longer than the timeout', async () => {
     // "first", then two seconds of silence.
-    const child = spawn(host, ['test', 'lines'], { ...server, timeout: 1 });
+    const child = spawn(host, ['test', 'lines'], { ...server, idleTimeout: 1000 });
     const piped = await pipeBoth(child);
     const { error } = await rejection(child.status);
     expect(error).toBeInstanceOf(RemctlError);
@@ -111,7 +111,7 @@ describe('pipeline(child.stdout, sink) resolves only on a status token', () => {
     ] as const) {
       const proxy = await tamperingProxy(settings.port, injection, { close });
       try {
-        const child = spawn(host, ['test', 'test'], { port: proxy.port, principal: settings.principal, timeout: 5 });
+        const child = spawn(host, ['test', 'test'], { port: proxy.port, principal: settings.principal, idleTimeout: 5000 });
         const piped = await pipeBoth(child);
         const { error } = await rejection(child.status);
         expect(error).toBeInstanceOf(RemctlError);

@@ -290,7 +290,7 @@ describe('spawn() failures', () => {
 
   test("the timeout option rejects a command silent for longer with 'error receiving token: timed out'", async () => {
     const started = performance.now();
-    const { error, ms } = await rejection(spawn(host, ['test', 'sleep', '3'], { ...server, timeout: 1 }).status, started);
+    const { error, ms } = await rejection(spawn(host, ['test', 'sleep', '3'], { ...server, idleTimeout: 1000 }).status, started);
     expect(error).toBeInstanceOf(RemctlError);
     expect((error as Error).message).toBe('error receiving token: timed out');
     expect(ms).toBeGreaterThanOrEqual(900);

@@ -131,7 +131,7 @@ describe('remctlSync() failures', () => {
   });
 
   test("the timeout option throws 'error receiving token: timed out' for a command silent for longer", () => {
-    const { error, ms } = thrown(() => remctlSync(host, ['test', 'sleep', '3'], { ...server, timeout: 1 }));
+    const { error, ms } = thrown(() => remctlSync(host, ['test', 'sleep', '3'], { ...server, idleTimeout: 1000 }));
     expect(error).toBeInstanceOf(RemctlError);
     expect((error as Error).message).toBe('error receiving token: timed out');
     expect(ms).toBeGreaterThanOrEqual(900);
