@@ -14,12 +14,14 @@ import {
   type RemctlOptions,
   type RemctlSyncOptions,
   type RunOptions,
+  type SpawnCallOptions,
   type SpawnOptions,
 } from '../../dist/index.js';
 
-test('the settings of a connection are its timeout, ticket cache, source address and open retries', () => {
+test('the settings of a connection are its idle and connect timeouts, ticket cache, source address and open retries', () => {
   expectTypeOf<ConnectionSettings>().toEqualTypeOf<{
-    timeout?: number;
+    idleTimeout?: number;
+    connectTimeout?: number;
     ccache?: string;
     sourceIp?: string;
     openRetries?: number;
@@ -28,7 +30,8 @@ test('the settings of a connection are its timeout, ticket cache, source address
 });
 
 test('remctl() takes exactly the documented options', () => {
-  expectTypeOf<keyof RemctlOptions>().toEqualTypeOf<keyof ConnectionSettings | 'port' | 'principal' | 'signal' | 'encoding' | 'maxBuffer'>();
+  expectTypeOf<keyof RemctlOptions>().toEqualTypeOf<keyof ConnectionSettings | 'port' | 'principal' | 'signal' | 'timeout' | 'encoding' | 'maxBuffer'>();
+  expectTypeOf<RemctlOptions['timeout']>().toEqualTypeOf<number | undefined>();
   // @ts-expect-error: misspelled
   void remctl('h', ['c'], { tiemout: 5 });
   // @ts-expect-error: a port is a number
@@ -55,21 +58,27 @@ test('spawn() takes the options of remctl() but encoding and maxBuffer', () => {
   void spawn('h', ['c'], { maxBuffer: 1 });
 });
 
-test('a Remctl is made with settings, connected with settings and where to open, and called with a signal', () => {
+test('a Remctl is made with settings, connected with settings and where to open, and called with a signal (and run and spawn with a timeout)', () => {
   expectTypeOf<keyof OpenOptions>().toEqualTypeOf<'port' | 'principal' | 'signal'>();
   expectTypeOf<keyof ConnectOptions>().toEqualTypeOf<keyof ConnectionSettings | keyof OpenOptions>();
   expectTypeOf<keyof CallOptions>().toEqualTypeOf<'signal'>();
-  expectTypeOf<keyof RunOptions>().toEqualTypeOf<'signal' | 'encoding' | 'maxBuffer'>();
+  expectTypeOf<keyof SpawnCallOptions>().toEqualTypeOf<'signal' | 'timeout'>();
+  expectTypeOf<keyof RunOptions>().toEqualTypeOf<'signal' | 'timeout' | 'encoding' | 'maxBuffer'>();
 
   // @ts-expect-error: the port is given to open() or connect()
   void new Remctl({ port: 4373 });
   // @ts-expect-error: misspelled
   void Remctl.connect('h', { tiemout: 5 });
-  const r = new Remctl({ timeout: 5 });
+  const r = new Remctl({ idleTimeout: 5000, connectTimeout: 5000 });
   // @ts-expect-error: a setting of the connection, not of open()
-  void r.open('h', { timeout: 5 });
+  void r.open('h', { idleTimeout: 5000 });
   // @ts-expect-error: a setting of the connection, not of one run
-  void r.run(['c'], { timeout: 5 });
+  void r.run(['c'], { idleTimeout: 5000 });
+  void r.run(['c'], { timeout: 5000 });
+  // @ts-expect-error: a call's deadline, not a setting of the connection
+  void new Remctl({ timeout: 5000 });
+  // @ts-expect-error: noop() has no deadline of its own
+  void r.noop({ timeout: 5000 });
   // @ts-expect-error: command() collects nothing
   void r.command(['c'], { encoding: 'utf8' });
 });

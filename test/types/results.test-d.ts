@@ -19,7 +19,7 @@ declare const someEncoding: 'buffer' | BufferEncoding;
 describe('remctl()', () => {
   test('resolves to Buffers by default and with encoding "buffer"', () => {
     expectTypeOf(remctl('h', ['c'])).resolves.toEqualTypeOf<RemctlResult<Buffer>>();
-    expectTypeOf(remctl('h', ['c'], { timeout: 5 })).resolves.toEqualTypeOf<RemctlResult<Buffer>>();
+    expectTypeOf(remctl('h', ['c'], { timeout: 5000 })).resolves.toEqualTypeOf<RemctlResult<Buffer>>();
     expectTypeOf(remctl('h', ['c'], { encoding: 'buffer' })).resolves.toEqualTypeOf<RemctlResult<Buffer>>();
   });
 
@@ -57,7 +57,7 @@ describe('remctlSync()', () => {
 
 describe('spawn()', () => {
   test('returns a RemctlProcess with two Readables and a Promise of the status', () => {
-    const child = spawn('h', ['c'], { timeout: 1, signal: AbortSignal.timeout(1000) });
+    const child = spawn('h', ['c'], { timeout: 1000, signal: AbortSignal.timeout(1000) });
     expectTypeOf(child).toEqualTypeOf<RemctlProcess>();
     expectTypeOf(child.stdout).toEqualTypeOf<Readable>();
     expectTypeOf(child.stderr).toEqualTypeOf<Readable>();
@@ -75,7 +75,7 @@ describe('spawn()', () => {
 
 describe('class Remctl', () => {
   test('connect() resolves to an opened Remctl, which is AsyncDisposable', () => {
-    expectTypeOf(Remctl.connect('h', { port: 4373, timeout: 5, ccache: 'FILE:/tmp/cc' })).resolves.toEqualTypeOf<Remctl>();
+    expectTypeOf(Remctl.connect('h', { port: 4373, idleTimeout: 5000, ccache: 'FILE:/tmp/cc' })).resolves.toEqualTypeOf<Remctl>();
     expectTypeOf<Remctl>().toExtend<AsyncDisposable>();
     expectTypeOf<Remctl['opened']>().toEqualTypeOf<boolean>();
   });
@@ -101,7 +101,8 @@ describe('class Remctl', () => {
     expectTypeOf(r.noop()).resolves.toBeVoid();
     expectTypeOf(r.close()).resolves.toBeVoid();
     expectTypeOf(r.error()).toEqualTypeOf<string>();
-    expectTypeOf(r.setTimeout(1)).toBeVoid();
+    expectTypeOf(r.setIdleTimeout(1000)).toBeVoid();
+    expectTypeOf(r.setConnectTimeout(1000)).toBeVoid();
     expectTypeOf(r.setCcache('FILE:/tmp/cc')).toBeVoid();
     expectTypeOf(r.setSourceIp('127.0.0.1')).toBeVoid();
   });
