@@ -1,7 +1,9 @@
 import { abortable, laterTurn } from './abort.js';
+import type { NativeRunResult } from './addon.js';
 import type { RemctlResult } from './output.js';
 import { DEFAULT_MAX_BUFFER, nativeLimit, settleRun } from './result.js';
 import { checkSettings, newHandle, SETTING_NAMES, type ConnectionSettings } from './settings.js';
+import { commandChannel, commandContext, nextConnectionId, traceCommand } from './tracing.js';
 import {
   checkCommand,
   checkEncoding,
@@ -44,6 +46,9 @@ export function checkSimpleOptions(host: unknown, command: unknown, options: unk
   };
 }
 
+/** A call of remctl(), spawn() or remctlSync(), validated. */
+export type SimpleCall = ReturnType<typeof checkSimpleOptions>;
+
 /**
  * Connects, authenticates, runs one command, collects everything and
  * closes: the open on a thread of ours, the command and its output on the
@@ -65,7 +70,18 @@ export async function remctl(host: string, command: Command, options?: RemctlOpt
     await laterTurn();
     call.signal.throwIfAborted();
   }
+  if (commandChannel.hasSubscribers) {
+    // One native call opens the connection and runs the command, so the open
+    // has no end of its own to publish: this is one remctl:command span,
+    // the open included, and reused: false says the connection was opened
+    // for it. A remctl:open made up of the same span would be timed wrong.
+    const context = commandContext(call.target, call.args, nextConnectionId(), false);
+    return traceCommand(context, async () => settleRun(await runOnce(call), call.encoding, call.maxBuffer));
+  }
+  return settleRun(await runOnce(call), call.encoding, call.maxBuffer);
+}
+
+function runOnce(call: SimpleCall): Promise<NativeRunResult> {
   const handle = newHandle(call.settings);
-  const raw = await abortable(handle.runOnce(call.target, call.args, nativeLimit(call.maxBuffer)), call.signal, () => handle.cancel());
-  return settleRun(raw, call.encoding, call.maxBuffer);
+  return abortable(handle.runOnce(call.target, call.args, nativeLimit(call.maxBuffer)), call.signal, () => handle.cancel());
 }

@@ -2,6 +2,7 @@ import { openDeadline } from './abort.js';
 import { RemctlProcess } from './process.js';
 import { newHandle, SETTING_NAMES, type ConnectionSettings } from './settings.js';
 import { checkSimpleOptions } from './simple.js';
+import { commandChannel, commandContext, failing, nextConnectionId, openChannel, openContext, traceOpen, traceStatus } from './tracing.js';
 import type { Command } from './validate.js';
 
 export interface SpawnOptions extends ConnectionSettings {
@@ -24,13 +25,22 @@ const SPAWN_OPTIONS = [...SETTING_NAMES, 'port', 'principal', 'signal'] as const
 export function spawn(host: string, command: Command, options?: SpawnOptions): RemctlProcess {
   const call = checkSimpleOptions(host, command, options, SPAWN_OPTIONS);
   const handle = newHandle(call.settings);
-  return new RemctlProcess(
+  const connectionId = nextConnectionId();
+  const open = () => openDeadline(handle.open(call.target), call.settings.timeout, () => handle.cancel());
+  const child = new RemctlProcess(
     handle,
-    [() => openDeadline(handle.open(call.target), call.settings.timeout, () => handle.cancel()), () => handle.command(call.args, false)],
+    [
+      () => (openChannel.hasSubscribers ? traceOpen(openContext(call.target, connectionId), () => failing(open())) : open()),
+      () => {
+        if (commandChannel.hasSubscribers) traceStatus(commandContext(call.target, call.args, connectionId, false), child.status);
+        return handle.command(call.args, false);
+      },
+    ],
     call.signal,
     () => {},
     () => {
       if (!handle.closed) handle.close().catch(() => {});
     },
   );
+  return child;
 }
