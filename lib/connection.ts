@@ -1,11 +1,23 @@
 import { abortable, callSignal, laterTurn, openDeadline } from './abort.js';
-import { isFailure, type NativeFailure, type NativeHandle, type NativeTarget } from './addon.js';
+import { isFailure, type NativeFailure, type NativeHandle } from './addon.js';
 import { RemctlError, RemctlNotOpenedError, RemctlOutputPendingError } from './errors.js';
 import { failureError } from './failure.js';
 import type { RemctlOutput, RemctlResult } from './output.js';
 import { RemctlProcess } from './process.js';
 import { DEFAULT_MAX_BUFFER, nativeLimit, settleRun } from './result.js';
 import { checkSettings, connectTimeoutOf, newHandle, SETTING_NAMES, type ConnectionSettings } from './settings.js';
+import {
+  commandChannel,
+  commandContext,
+  nextConnectionId,
+  openChannel,
+  openContext,
+  traceCommand,
+  traceOpen,
+  traceStatus,
+  type RemctlCommandContext,
+  type Target,
+} from './tracing.js';
 import {
   checkCommand,
   checkEncoding,
@@ -18,7 +30,9 @@ import {
   checkMilliseconds,
   checkText,
   readOptions,
+  type Argument,
   type Command,
+  type Encoding,
 } from './validate.js';
 
 export interface OpenOptions {
@@ -69,7 +83,10 @@ export class Remctl implements AsyncDisposable {
   // The native connection; undefined while closed, or once an aborted call
   // closed it (then the next call reopens it, to #target).
   #handle: NativeHandle | undefined;
-  #target: NativeTarget | undefined;
+  #target: Target | undefined;
+  // What tracing says of #handle: its id, and whether a command went out on it.
+  #connectionId = 0;
+  #used = false;
   // The text of why the last open failed: its handle is gone already.
   #failure: string | undefined;
   // A command sent with command() whose output has not been read to its end.
@@ -154,14 +171,22 @@ export class Remctl implements AsyncDisposable {
   async command(command: Command, options?: CallOptions): Promise<void> {
     const args = checkCommand(command);
     const signal = checkSignal(readOptions(options, CALL_OPTIONS).signal);
-    await this.#sending('send a command', signal, signal !== undefined, async (handle) => {
-      const failure = await this.#call(handle, handle.command(args, false), signal);
-      if (failure !== undefined) {
-        this.#lost(handle, failure);
-        throw failureError(failure);
-      }
-      this.#pending = true;
+    await this.#sending('send a command', signal, signal !== undefined, (handle) => {
+      const reused = this.#reusing();
+      // Its span ends once the command is sent, without a status: output()
+      // and outputs() read that, a token at a time, and publish nothing.
+      if (commandChannel.hasSubscribers) return traceCommand(this.#commandContext(args, reused), () => this.#send(handle, args, signal));
+      return this.#send(handle, args, signal);
     });
+  }
+
+  async #send(handle: NativeHandle, args: Argument[], signal: AbortSignal | undefined): Promise<void> {
+    const failure = await this.#call(handle, handle.command(args, false), signal);
+    if (failure !== undefined) {
+      this.#lost(handle, failure);
+      throw failureError(failure);
+    }
+    this.#pending = true;
   }
 
   /** The next token of the current command's output; `done` once it has ended, until the next command. */
@@ -196,6 +221,8 @@ export class Remctl implements AsyncDisposable {
   /** Checks the connection is alive (and keeps it so); reopens it if the server closed it. */
   async noop(options?: CallOptions): Promise<void> {
     const signal = checkSignal(readOptions(options, CALL_OPTIONS).signal);
+    // No remctl:command span: a noop runs nothing on the server, and keep-alives
+    // counted as commands would drown the commands. A reopen it makes is a remctl:open.
     await this.#sending('send a noop', signal, signal !== undefined, async (handle) => {
       const failure = await this.#call(handle, handle.noop(), signal);
       if (failure !== undefined) {
@@ -220,22 +247,31 @@ export class Remctl implements AsyncDisposable {
     const maxBuffer = values.maxBuffer === undefined ? DEFAULT_MAX_BUFFER : checkMaxBuffer(values.maxBuffer);
     const call = callSignal(signal, checkCallTimeout(values.timeout));
     try {
-      const raw = await this.#sending('run a command', call.signal, signal !== undefined, async (handle) => {
-        const result = await this.#call(handle, handle.run(args, nativeLimit(maxBuffer)), call.signal);
-        if (result.exceeded) {
-          // The rest of that output never arrived: the native side closed the
-          // connection, and this one stays closed until the next open().
-          this.#release();
-          this.#target = undefined;
-        } else if (!result.ok) {
-          this.#lost(handle, result.failure);
+      return await this.#sending('run a command', call.signal, signal !== undefined, (handle) => {
+        const reused = this.#reusing();
+        if (commandChannel.hasSubscribers) {
+          return traceCommand(this.#commandContext(args, reused), () => this.#run(handle, args, call.signal, encoding, maxBuffer));
         }
-        return result;
+        return this.#run(handle, args, call.signal, encoding, maxBuffer);
       });
-      return settleRun(raw, encoding, maxBuffer);
     } finally {
       call.done();
     }
+  }
+
+  // The result is settled in the turn, so that a span over this ends with a
+  // protocol error's code too.
+  async #run(handle: NativeHandle, args: Argument[], signal: AbortSignal | undefined, encoding: Encoding, maxBuffer: number) {
+    const result = await this.#call(handle, handle.run(args, nativeLimit(maxBuffer)), signal);
+    if (result.exceeded) {
+      // The rest of that output never arrived: the native side closed the
+      // connection, and this one stays closed until the next open().
+      this.#release();
+      this.#target = undefined;
+    } else if (!result.ok) {
+      this.#lost(handle, result.failure);
+    }
+    return settleRun(result, encoding, maxBuffer);
   }
 
   /**
@@ -258,6 +294,8 @@ export class Remctl implements AsyncDisposable {
       await laterTurn();
       aborted.throwIfAborted();
       handle = opened;
+      const reused = this.#reusing();
+      if (commandChannel.hasSubscribers) traceStatus(this.#commandContext(args, reused), child.status);
       const failure = await handle.command(args, false);
       if (failure !== undefined) this.#lost(handle, failure);
       return failure;
@@ -266,7 +304,7 @@ export class Remctl implements AsyncDisposable {
       outputBatch: (maxBytes: number) => handle!.outputBatch(maxBytes),
       cancel: () => handle?.cancel(),
     };
-    return new RemctlProcess(
+    const child = new RemctlProcess(
       source,
       [start],
       call.signal,
@@ -278,6 +316,7 @@ export class Remctl implements AsyncDisposable {
         void Promise.resolve(turn).then(() => this.#next());
       },
     );
+    return child;
   }
 
   /** The text of the last failure, "no error", or "no currently open connection". */
@@ -387,11 +426,33 @@ export class Remctl implements AsyncDisposable {
     return this.#handle;
   }
 
-  // A new native connection to target, opened. A failed or abandoned open
-  // leaves nothing behind: its handle is closed, the thread opening it told
-  // to stop (once libkrb5 lets go, when it is waiting on a KDC), and error()
-  // says why.
-  async #connect(target: NativeTarget, signal: AbortSignal | undefined): Promise<NativeHandle> {
+  // A new native connection to target, opened, with an id of its own that no
+  // command has used yet.
+  async #connect(target: Target, signal: AbortSignal | undefined): Promise<NativeHandle> {
+    const connectionId = nextConnectionId();
+    const handle = openChannel.hasSubscribers
+      ? await traceOpen(openContext(target, connectionId), () => this.#open(target, signal))
+      : await this.#open(target, signal);
+    this.#connectionId = connectionId;
+    this.#used = false;
+    return handle;
+  }
+
+  // Whether a command went out on this connection before this one, which does now.
+  #reusing(): boolean {
+    const used = this.#used;
+    this.#used = true;
+    return used;
+  }
+
+  #commandContext(args: Argument[], reused: boolean): RemctlCommandContext {
+    return commandContext(this.#target!, args, this.#connectionId, reused);
+  }
+
+  // The native side of #connect(). A failed or abandoned open leaves nothing
+  // behind: its handle is closed, the thread opening it told to stop (once
+  // libkrb5 lets go, when it is waiting on a KDC), and error() says why.
+  async #open(target: Target, signal: AbortSignal | undefined): Promise<NativeHandle> {
     const handle = newHandle(this.#settings);
     const cancel = () => {
       handle.cancel();

@@ -8,4 +8,5 @@ export type { ConnectionSettings } from './settings.js';
 export type { RemctlOutput, RemctlResult } from './output.js';
 export type { Argument, Command } from './validate.js';
 export { DEFAULT_MAX_BUFFER, MaxBufferError } from './result.js';
+export type { RemctlCommandContext, RemctlOpenContext } from './tracing.js';
 export * from './errors.js';

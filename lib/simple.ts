@@ -1,7 +1,9 @@
 import { abortable, callSignal, laterTurn, openDeadline } from './abort.js';
+import type { NativeRunResult } from './addon.js';
 import type { RemctlResult } from './output.js';
 import { DEFAULT_MAX_BUFFER, nativeLimit, settleRun } from './result.js';
 import { checkSettings, connectTimeoutOf, newHandle, SETTING_NAMES, type ConnectionSettings } from './settings.js';
+import { commandChannel, commandContext, nextConnectionId, traceCommand } from './tracing.js';
 import {
   checkCallTimeout,
   checkCommand,
@@ -52,6 +54,9 @@ export function checkSimpleOptions(host: unknown, command: unknown, options: unk
   };
 }
 
+/** A call of remctl(), spawn() or remctlSync(), validated. */
+export type SimpleCall = ReturnType<typeof checkSimpleOptions>;
+
 /**
  * Connects, authenticates, runs one command, collects everything and
  * closes: the open on a thread of ours, the command and its output on the
@@ -73,13 +78,25 @@ export async function remctl(host: string, command: Command, options?: RemctlOpt
     await laterTurn();
     call.signal.throwIfAborted();
   }
+  if (commandChannel.hasSubscribers) {
+    // One native call opens the connection and runs the command, so the open
+    // has no end of its own to publish: this is one remctl:command span,
+    // the open included, and reused: false says the connection was opened
+    // for it. A remctl:open made up of the same span would be timed wrong.
+    const context = commandContext(call.target, call.args, nextConnectionId(), false);
+    return traceCommand(context, async () => settleRun(await runOnce(call), call.encoding, call.maxBuffer));
+  }
+  return settleRun(await runOnce(call), call.encoding, call.maxBuffer);
+}
+
+async function runOnce(call: SimpleCall): Promise<NativeRunResult> {
   const handle = newHandle(call.settings);
   const deadline = callSignal(call.signal, call.timeout);
   const cancel = () => handle.cancel();
   try {
     // One native call opens and runs: connectTimeout holds until it says the open has ended.
     const running = openDeadline(handle.runOnce(call.target, call.args, nativeLimit(call.maxBuffer)), connectTimeoutOf(call.settings), cancel, () => !handle.openEnded);
-    return settleRun(await abortable(running, deadline.signal, cancel), call.encoding, call.maxBuffer);
+    return await abortable(running, deadline.signal, cancel);
   } finally {
     deadline.done();
   }

@@ -2,6 +2,7 @@ import { callSignal, openDeadline } from './abort.js';
 import { RemctlProcess } from './process.js';
 import { connectTimeoutOf, newHandle, SETTING_NAMES, type ConnectionSettings } from './settings.js';
 import { checkSimpleOptions } from './simple.js';
+import { commandChannel, commandContext, failing, nextConnectionId, openChannel, openContext, traceOpen, traceStatus } from './tracing.js';
 import type { Command } from './validate.js';
 
 export interface SpawnOptions extends ConnectionSettings {
@@ -32,9 +33,17 @@ export function spawn(host: string, command: Command, options?: SpawnOptions): R
   const call = checkSimpleOptions(host, command, options, SPAWN_OPTIONS);
   const handle = newHandle(call.settings);
   const deadline = callSignal(call.signal, call.timeout);
-  return new RemctlProcess(
+  const connectionId = nextConnectionId();
+  const open = () => openDeadline(handle.open(call.target), connectTimeoutOf(call.settings), () => handle.cancel());
+  const child = new RemctlProcess(
     handle,
-    [() => openDeadline(handle.open(call.target), connectTimeoutOf(call.settings), () => handle.cancel()), () => handle.command(call.args, false)],
+    [
+      () => (openChannel.hasSubscribers ? traceOpen(openContext(call.target, connectionId), () => failing(open())) : open()),
+      () => {
+        if (commandChannel.hasSubscribers) traceStatus(commandContext(call.target, call.args, connectionId, false), child.status);
+        return handle.command(call.args, false);
+      },
+    ],
     deadline.signal,
     () => {},
     () => {
@@ -42,4 +51,5 @@ export function spawn(host: string, command: Command, options?: SpawnOptions): R
       if (!handle.closed) handle.close().catch(() => {});
     },
   );
+  return child;
 }

@@ -2,7 +2,8 @@ import { unpackRun } from './addon.js';
 import type { RemctlResult } from './output.js';
 import { nativeLimit, settleRun } from './result.js';
 import { newHandle, SETTING_NAMES } from './settings.js';
-import { checkSimpleOptions, type RemctlOptions } from './simple.js';
+import { checkSimpleOptions, type RemctlOptions, type SimpleCall } from './simple.js';
+import { commandChannel, commandContext, nextConnectionId, traceCommandSync } from './tracing.js';
 import type { Command } from './validate.js';
 
 export type RemctlSyncOptions = Omit<RemctlOptions, 'signal'>;
@@ -19,6 +20,14 @@ export function remctlSync(host: string, command: Command, options: RemctlSyncOp
 export function remctlSync(host: string, command: Command, options?: RemctlSyncOptions): RemctlResult<string | Buffer>;
 export function remctlSync(host: string, command: Command, options?: RemctlSyncOptions): RemctlResult<string | Buffer> {
   const call = checkSimpleOptions(host, command, options, SYNC_OPTIONS);
+  // As remctl(): one remctl:command span, the open included (reused: false).
+  if (commandChannel.hasSubscribers) {
+    return traceCommandSync(commandContext(call.target, call.args, nextConnectionId(), false), () => runSync(call));
+  }
+  return runSync(call);
+}
+
+function runSync(call: SimpleCall): RemctlResult<string | Buffer> {
   const handle = newHandle(call.settings);
   const raw = handle.runSync(call.target, call.args, nativeLimit(call.maxBuffer), call.timeout);
   return settleRun(unpackRun(raw), call.encoding, call.maxBuffer);
