@@ -9,7 +9,8 @@
         "native/engine.cc",
         "native/handle.cc",
         "native/socket.cc",
-        "native/tcp_stats.cc"
+        "native/tcp_stats.cc",
+        "native/credentials.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

@@ -100,12 +100,16 @@ export interface NativeHandle {
   setIdleTimeout(ms: number): boolean;
   /** Milliseconds a connect to one address may take, 0 for the kernel's. */
   setConnectTimeout(ms: number): void;
+  /** After each successful open, find out how long its credentials last (see credentialsLifetime). */
+  trackCredentials(): void;
   setOpenRetries(count: number, delayMs: number): void;
   /** SO_RCVBUF and SO_SNDBUF for the sockets it opens next; 0 leaves the kernel's. For the tests. */
   setSocketBuffers(receive: number, send: number): void;
   readonly closed: boolean;
   /** The last open has ended: for a one-shot call, the command is under way. */
   readonly openEnded: boolean;
+  /** Seconds the credentials had left when the last open succeeded; -1 when that cannot be told. */
+  readonly credentialsLifetime: number;
 }
 
 interface NativeAddon {

@@ -99,11 +99,16 @@ export class Remctl implements AsyncDisposable {
   // connection free takes it at once, without a promise to wait on.
   #busy = false;
   #waiting: Array<{ resume: () => void; resumed: boolean; abandoned: boolean }> = [];
+  // When the credentials the connection authenticated with expire (Date.now()
+  // terms; Infinity when unknown).
+  #credentialsExpire = Infinity;
   // close() was called; calls made before it still run.
   #closing = false;
 
   constructor(options?: ConnectionSettings) {
     this.#settings = checkSettings(readOptions(options, SETTING_NAMES));
+    SPAWN_PARTS.set(this, (args) => this.#spawnParts(args, this.#take(undefined)));
+    EXPIRY.set(this, () => this.#credentialsExpire);
   }
 
   /** A new connection, opened. */
@@ -282,8 +287,22 @@ export class Remctl implements AsyncDisposable {
     const args = checkCommand(command);
     const values = readOptions(options, SPAWN_CALL_OPTIONS);
     const call = callSignal(checkSignal(values.signal), checkCallTimeout(values.timeout));
-    const turn = this.#take(undefined);
+    // The turn is taken now, so that calls run in the order they were made.
+    const parts = this.#spawnParts(args, this.#take(undefined));
+    const child = new RemctlProcess(parts.source, [parts.start], call.signal, parts.lost, () => {
+      call.done();
+      parts.end();
+    });
+    parts.bind(child);
+    return child;
+  }
+
+  // What a RemctlProcess needs to run args on this connection, once turn
+  // (this call's turn on the connection) has come: the step that sends the
+  // command, where its tokens come from, what an abort does, what its end does.
+  #spawnParts(args: Argument[], turn: Promise<void> | undefined): SpawnParts {
     let handle: NativeHandle | undefined;
+    let child: RemctlProcess | undefined;
     const start = async (aborted: AbortSignal): Promise<NativeFailure | undefined> => {
       await turn;
       // Aborted while waiting: its command must never go out, or its output
@@ -295,28 +314,27 @@ export class Remctl implements AsyncDisposable {
       aborted.throwIfAborted();
       handle = opened;
       const reused = this.#reusing();
-      if (commandChannel.hasSubscribers) traceStatus(this.#commandContext(args, reused), child.status);
+      if (commandChannel.hasSubscribers && child !== undefined) traceStatus(this.#commandContext(args, reused), child.status);
       const failure = await handle.command(args, false);
       if (failure !== undefined) this.#lost(handle, failure);
       return failure;
     };
-    const source = {
-      outputBatch: (maxBytes: number) => handle!.outputBatch(maxBytes),
-      cancel: () => handle?.cancel(),
-    };
-    const child = new RemctlProcess(
-      source,
-      [start],
-      call.signal,
-      () => {
+    return {
+      start,
+      source: {
+        outputBatch: (maxBytes: number) => handle!.outputBatch(maxBytes),
+        cancel: () => handle?.cancel(),
+      },
+      lost: () => {
         if (handle !== undefined) this.#lost(handle);
       },
-      () => {
-        call.done();
+      end: () => {
         void Promise.resolve(turn).then(() => this.#next());
       },
-    );
-    return child;
+      bind: (process: RemctlProcess) => {
+        child = process;
+      },
+    };
   }
 
   /** The text of the last failure, "no error", or "no currently open connection". */
@@ -454,6 +472,7 @@ export class Remctl implements AsyncDisposable {
   // libkrb5 lets go, when it is waiting on a KDC), and error() says why.
   async #open(target: Target, signal: AbortSignal | undefined): Promise<NativeHandle> {
     const handle = newHandle(this.#settings);
+    handle.trackCredentials();
     const cancel = () => {
       handle.cancel();
       closeQuietly(handle);
@@ -470,6 +489,8 @@ export class Remctl implements AsyncDisposable {
       this.#failure = failure.message;
       throw failureError(failure);
     }
+    const lifetime = handle.credentialsLifetime;
+    this.#credentialsExpire = lifetime < 0 ? Infinity : Date.now() + lifetime * 1000;
     return handle;
   }
 
@@ -570,6 +591,30 @@ const DISCARD_TIMEOUT_MS = 10_000;
 // once (whatever has arrived, never waiting for more than the next token).
 const READ_AHEAD_BYTES = 16 * 1024;
 const DISCARD_BATCH_BYTES = 256 * 1024;
+
+/** What a RemctlProcess running a command on a Remctl is made of (see #spawnParts). */
+export interface SpawnParts {
+  start: (aborted: AbortSignal) => Promise<NativeFailure | undefined>;
+  source: { outputBatch(maxBytes: number): Promise<Array<RemctlOutput | NativeFailure>>; cancel(): void };
+  lost(): void;
+  end(): void;
+  bind(process: RemctlProcess): void;
+}
+
+// The pool's way into a Remctl it holds: the parts of a spawn() on it, the
+// turn taken when they are made. Not part of the package's API.
+const SPAWN_PARTS = new WeakMap<Remctl, (args: Argument[]) => SpawnParts>();
+
+export function spawnParts(connection: Remctl, args: Argument[]): SpawnParts {
+  return SPAWN_PARTS.get(connection)!(args);
+}
+
+const EXPIRY = new WeakMap<Remctl, () => number>();
+
+/** When the credentials of the connection's last open expire (Date.now() terms), for the pool; Infinity when unknown. */
+export function credentialsExpire(connection: Remctl): number {
+  return EXPIRY.get(connection)!();
+}
 
 function closeQuietly(handle: NativeHandle): void {
   if (!handle.closed) handle.close().catch(() => {});

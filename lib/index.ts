@@ -2,6 +2,7 @@ export * as _remctl from './_remctl.js';
 export { remctl, type RemctlOptions } from './simple.js';
 export { remctlSync, type RemctlSyncOptions } from './sync.js';
 export { spawn, type SpawnOptions } from './spawn.js';
+export { RemctlPool, type RemctlPoolCallOptions, type RemctlPoolOptions, type RemctlPoolRunOptions, type RemctlPoolStats } from './pool.js';
 export { RemctlProcess } from './process.js';
 export { Remctl, type CallOptions, type ConnectOptions, type OpenOptions, type RunOptions, type SpawnCallOptions } from './connection.js';
 export type { ConnectionSettings } from './settings.js';

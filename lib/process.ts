@@ -49,6 +49,8 @@ export class RemctlProcess extends EventEmitter<{ exit: [status: number]; error:
   readonly status: Promise<number>;
 
   #handle: TokenSource;
+  // Runs once, as the command ends: true when it ended with its status.
+  #onEnd: (ok: boolean) => void;
   #controller = new AbortController();
   #onAbort: () => void;
   #waitingOn: Readable | undefined;
@@ -60,7 +62,7 @@ export class RemctlProcess extends EventEmitter<{ exit: [status: number]; error:
    * command is aborted or its connection failed: the connection is out of
    * step and must not carry another command.
    */
-  constructor(handle: TokenSource, steps: ReadonlyArray<Step>, signal: AbortSignal | undefined, onAbort: () => void, onEnd: () => void) {
+  constructor(handle: TokenSource, steps: ReadonlyArray<Step>, signal: AbortSignal | undefined, onAbort: () => void, onEnd: (ok: boolean) => void) {
     super();
     this.#handle = handle;
     this.#onAbort = onAbort;
@@ -76,7 +78,13 @@ export class RemctlProcess extends EventEmitter<{ exit: [status: number]; error:
       if (signal.aborted) this.#controller.abort(signal.reason);
       else signal.addEventListener('abort', () => this.abort(signal.reason), { once: true });
     }
-    this.#run(steps).finally(onEnd);
+    let ended = false;
+    this.#onEnd = (ok) => {
+      if (ended) return;
+      ended = true;
+      onEnd(ok);
+    };
+    void this.#run(steps);
   }
 
   /** Ends the command's connection at once; `status` rejects with the reason (an AbortError by default). */
@@ -118,6 +126,9 @@ export class RemctlProcess extends EventEmitter<{ exit: [status: number]; error:
             throw new RemctlProtocolError(token.data.toString(), token.error);
           } else if (token.type === 'status') {
             this.#end();
+            // Before status settles, so that whoever awaits it finds the
+            // connection given back (to its Remctl, to its pool).
+            this.#onEnd(true);
             this.#settle.resolve(token.status);
             this.emit('exit', token.status);
             return;
@@ -136,6 +147,7 @@ export class RemctlProcess extends EventEmitter<{ exit: [status: number]; error:
   // Whatever the streams already carried may be cut short: they fail, and
   // never end as if the output were complete.
   #fail(error: unknown): void {
+    this.#onEnd(false);
     this.#settle.reject(error);
     for (const stream of [this.stdout, this.stderr]) {
       if (stream.destroyed) continue;

@@ -3,6 +3,7 @@ import type { NativeRunResult } from './addon.js';
 import type { RemctlResult } from './output.js';
 import { DEFAULT_MAX_BUFFER, nativeLimit, settleRun } from './result.js';
 import { checkSettings, connectTimeoutOf, newHandle, SETTING_NAMES, type ConnectionSettings } from './settings.js';
+import { RemctlPool, type RemctlPoolRunOptions } from './pool.js';
 import { commandChannel, commandContext, nextConnectionId, traceCommand } from './tracing.js';
 import {
   checkCallTimeout,
@@ -13,11 +14,18 @@ import {
   checkPort,
   checkSignal,
   checkText,
+  isInstance,
   readOptions,
   type Command,
 } from './validate.js';
 
 export interface RemctlOptions extends ConnectionSettings {
+  /**
+   * Runs the call on a connection of this pool: the same as pool.run(), and
+   * the connection settings are the pool's (only the options of pool.run()
+   * may come with it).
+   */
+  pool?: RemctlPool;
   /** 0 or absent: 4373, falling back to 4444, as libremctl does. */
   port?: number;
   /** The server's principal; absent: libremctl's default, host/<host>. */
@@ -35,7 +43,22 @@ export interface RemctlOptions extends ConnectionSettings {
   maxBuffer?: number;
 }
 
-export const SIMPLE_OPTIONS = [...SETTING_NAMES, 'port', 'principal', 'signal', 'timeout', 'encoding', 'maxBuffer'] as const;
+export const SIMPLE_OPTIONS = [...SETTING_NAMES, 'port', 'principal', 'signal', 'timeout', 'encoding', 'maxBuffer', 'pool'] as const;
+
+// The pool option, if there is one: anything else under that name is refused.
+function poolOf(options: unknown): RemctlPool | undefined {
+  if (options === null || typeof options !== 'object') return undefined;
+  let pool: unknown;
+  try {
+    if (!Object.hasOwn(options, 'pool')) return undefined;
+    pool = (options as { pool?: unknown }).pool;
+  } catch (error) {
+    throw new TypeError(`options.pool could not be read: ${(error as Error)?.message ?? String(error)}`, { cause: error });
+  }
+  if (pool === undefined) return undefined;
+  if (!isInstance(pool, RemctlPool)) throw new TypeError('options.pool must be a RemctlPool');
+  return pool as RemctlPool;
+}
 
 /** The options shared by every call that opens a connection to run one command. */
 export function checkSimpleOptions(host: unknown, command: unknown, options: unknown, allowed: readonly string[] = SIMPLE_OPTIONS) {
@@ -69,6 +92,11 @@ export async function remctl(host: string, command: Command, options?: RemctlOpt
 export async function remctl(host: string, command: Command, options: RemctlOptions & { encoding: BufferEncoding }): Promise<RemctlResult<string>>;
 export async function remctl(host: string, command: Command, options?: RemctlOptions): Promise<RemctlResult<string | Buffer>>;
 export async function remctl(host: string, command: Command, options?: RemctlOptions): Promise<RemctlResult<string | Buffer>> {
+  const pool = poolOf(options);
+  if (pool !== undefined) {
+    const { pool: _, ...rest } = options as RemctlOptions & { pool: RemctlPool };
+    return pool.run(host, command, rest as RemctlPoolRunOptions);
+  }
   const call = checkSimpleOptions(host, command, options);
   if (call.signal !== undefined) {
     call.signal.throwIfAborted();

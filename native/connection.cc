@@ -13,6 +13,7 @@
 #include <system_error>
 #include <utility>
 
+#include "credentials.h"
 #include "thread.h"
 
 namespace remctl_node {
@@ -355,7 +356,13 @@ Status Connection::EnsureConnected(const Settings& settings) {
 
 Status Connection::Open(OpenTarget target, const Settings& settings) {
   open_ended_.store(false);
+  credentials_lifetime_.store(-1);
   Status status = OpenAttempts(std::move(target), settings);
+  // Asked after the handshake, on the thread that did it: the ticket cache
+  // then holds the service ticket it used.
+  if (status.ok && settings.track_credentials) {
+    credentials_lifetime_.store(CredentialsLifetimeSeconds(settings.ccache));
+  }
   open_ended_.store(true);
   return status;
 }

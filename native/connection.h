@@ -43,6 +43,9 @@ struct Settings {
   // (which grows them as needed). For the tests of the blocking fallbacks.
   int receive_buffer = 0;
   int send_buffer = 0;
+  // After each successful open, find out how long its credentials last (it
+  // reads the ticket cache: for persistent connections only).
+  bool track_credentials = false;
 };
 
 // Where to open a connection to. Exactly one of the three forms is used.
@@ -234,6 +237,9 @@ class Connection {
   // Any thread: the last Open has ended, one way or the other. JavaScript's
   // connectTimeout asks, since a one-shot call opens and runs in one go.
   bool open_ended() const { return open_ended_.load(); }
+  // Seconds the credentials of the last successful open had left then; -1
+  // when that cannot be told (or the open failed).
+  int64_t credentials_lifetime() const { return credentials_lifetime_.load(); }
   // What a call whose whole timeout ran out fails with.
   std::string CallTimedOut() const;
 
@@ -283,6 +289,7 @@ class Connection {
   int64_t deadline_ms_ = 0;
   int64_t call_timeout_ms_ = 0;
   std::atomic<bool> open_ended_{false};
+  std::atomic<int64_t> credentials_lifetime_{-1};
   // The socket timeout for the next blocking call: the idle timeout, or what
   // is left of the call's, whichever is shorter.
   int64_t SocketTimeoutMs(const Settings& settings) const;

@@ -414,10 +414,12 @@ Napi::Function RemctlHandle::Define(Napi::Env env) {
           InstanceMethod<&RemctlHandle::SetSourceIp>("setSourceIp"),
           InstanceMethod<&RemctlHandle::SetIdleTimeout>("setIdleTimeout"),
           InstanceMethod<&RemctlHandle::SetConnectTimeout>("setConnectTimeout"),
+          InstanceMethod<&RemctlHandle::TrackCredentials>("trackCredentials"),
           InstanceMethod<&RemctlHandle::SetOpenRetries>("setOpenRetries"),
           InstanceMethod<&RemctlHandle::SetSocketBuffers>("setSocketBuffers"),
           InstanceAccessor<&RemctlHandle::Closed>("closed"),
           InstanceAccessor<&RemctlHandle::OpenEnded>("openEnded"),
+          InstanceAccessor<&RemctlHandle::CredentialsLifetime>("credentialsLifetime"),
       });
 }
 
@@ -578,6 +580,13 @@ Napi::Value RemctlHandle::SetIdleTimeout(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, true);
 }
 
+Napi::Value RemctlHandle::TrackCredentials(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckOpen(env);
+  settings_.track_credentials = true;
+  return env.Undefined();
+}
+
 Napi::Value RemctlHandle::SetConnectTimeout(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckOpen(env);
@@ -595,6 +604,10 @@ Napi::Value RemctlHandle::SetOpenRetries(const Napi::CallbackInfo& info) {
 
 Napi::Value RemctlHandle::Closed(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), closed_);
+}
+
+Napi::Value RemctlHandle::CredentialsLifetime(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(conn_->connection().credentials_lifetime()));
 }
 
 Napi::Value RemctlHandle::OpenEnded(const Napi::CallbackInfo& info) {

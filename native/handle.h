@@ -35,10 +35,12 @@ class RemctlHandle : public Napi::ObjectWrap<RemctlHandle> {
   Napi::Value SetSourceIp(const Napi::CallbackInfo& info);
   Napi::Value SetIdleTimeout(const Napi::CallbackInfo& info);
   Napi::Value SetConnectTimeout(const Napi::CallbackInfo& info);
+  Napi::Value TrackCredentials(const Napi::CallbackInfo& info);
   Napi::Value SetOpenRetries(const Napi::CallbackInfo& info);
   Napi::Value SetSocketBuffers(const Napi::CallbackInfo& info);
   Napi::Value Closed(const Napi::CallbackInfo& info);
   Napi::Value OpenEnded(const Napi::CallbackInfo& info);
+  Napi::Value CredentialsLifetime(const Napi::CallbackInfo& info);
 
   void Submit(std::unique_ptr<Op> op);
   void CheckOpen(Napi::Env env) const;

@@ -138,10 +138,11 @@ export function remctldArgs({ port, principal, keytab, confPath, pidFile }) {
  * that a client refuses a server that is not the principal it asked for. Realm.stop() stops it
  * too.
  * @param {RealmSettings} settings
- * @param {{ principal: string, keytab: string, conf?: string }} identity
+ * @param {{ principal: string, keytab: string, conf?: string, extraArgs?: string[] }} identity
+ *   extraArgs: more remctld options, such as -d to log every connection it accepts
  * @returns {Promise<ExtraRemctld>}
  */
-export async function startExtraRemctld(settings, { principal, keytab, conf = settings.confPath }) {
+export async function startExtraRemctld(settings, { principal, keytab, conf = settings.confPath, extraArgs = [] }) {
   let pidFile = '';
   let logFile = '';
   const { port, pid } = await onFreePort(async (port) => {
@@ -150,7 +151,7 @@ export async function startExtraRemctld(settings, { principal, keytab, conf = se
     return startDaemon(settings, {
       name: `remctld for ${principal}`,
       command: 'remctld',
-      args: remctldArgs({ port, principal, keytab, confPath: conf, pidFile }),
+      args: [...remctldArgs({ port, principal, keytab, confPath: conf, pidFile }), ...extraArgs],
       pidFile,
       logFile,
       port,

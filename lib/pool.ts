@@ -1,0 +1,445 @@
+import { callSignal } from './abort.js';
+import { credentialsExpire, Remctl, spawnParts } from './connection.js';
+import { RemctlError, RemctlProtocolError } from './errors.js';
+import type { RemctlResult } from './output.js';
+import { RemctlProcess } from './process.js';
+import { checkSettings, SETTING_NAMES, type ConnectionSettings } from './settings.js';
+import {
+  checkCallTimeout,
+  checkCommand,
+  checkEncoding,
+  checkMaxBuffer,
+  checkMilliseconds,
+  checkOptionalText,
+  checkPort,
+  checkSignal,
+  checkSourceIp,
+  checkText,
+  readOptions,
+  type Command,
+  type Encoding,
+} from './validate.js';
+
+export interface RemctlPoolOptions extends ConnectionSettings {
+  /** Connections open at most per target (host, port, principal, ticket cache, source address). Default 4. */
+  connections?: number;
+  /** Milliseconds an idle connection is kept before it is closed. Default 30 000; 0 closes it as soon as it is idle. */
+  keepAliveTimeout?: number;
+  /** Milliseconds between the noop()s an idle connection sends (for firewalls that drop quiet sessions). Default 0: none. */
+  noopInterval?: number;
+}
+
+/** What a pooled call takes: where to run, and the call's own options. */
+export interface RemctlPoolCallOptions {
+  port?: number;
+  principal?: string;
+  /** The ticket cache to authenticate from; a connection is only ever shared by calls with the same one. */
+  ccache?: string;
+  sourceIp?: string;
+  signal?: AbortSignal;
+  /** Milliseconds the whole call may take, the wait for a connection included. */
+  timeout?: number;
+}
+
+export interface RemctlPoolRunOptions extends RemctlPoolCallOptions {
+  encoding?: 'buffer' | BufferEncoding;
+  maxBuffer?: number;
+}
+
+export interface RemctlPoolStats {
+  /** Connections open now, idle or busy, in all targets. */
+  connections: number;
+  idle: number;
+  busy: number;
+  /** Calls waiting for a connection. */
+  queued: number;
+  /** Connections the pool has opened, in all. */
+  opened: number;
+  /** Calls that ran on a connection an earlier call had used, in all. */
+  reused: number;
+}
+
+const POOL_OPTIONS = [...SETTING_NAMES, 'connections', 'keepAliveTimeout', 'noopInterval'] as const;
+const CALL_OPTIONS = ['port', 'principal', 'ccache', 'sourceIp', 'signal', 'timeout'] as const;
+const RUN_OPTIONS = [...CALL_OPTIONS, 'encoding', 'maxBuffer'] as const;
+
+const DEFAULT_CONNECTIONS = 4;
+const DEFAULT_KEEP_ALIVE_TIMEOUT = 30_000;
+
+interface Pooled {
+  remctl: Remctl;
+  // A call has run on it.
+  used: boolean;
+  timer: NodeJS.Timeout | undefined;
+}
+
+interface Waiter {
+  resolve(pooled: Pooled): void;
+  reject(error: unknown): void;
+  signal: AbortSignal | undefined;
+}
+
+// The connections of one target, and the calls waiting for one of them.
+interface Target {
+  key: string;
+  host: string;
+  open: { port: number; principal: string | undefined };
+  settings: ConnectionSettings;
+  // Most recently used last.
+  idle: Pooled[];
+  busy: Set<Pooled>;
+  opening: number;
+  queue: Waiter[];
+  // False once the server answered a noop with something else (too old for NOOP).
+  noops: boolean;
+}
+
+function poolClosed(): RemctlError {
+  return new RemctlError('the pool is closed', 'ERR_REMCTL_POOL_CLOSED');
+}
+
+/**
+ * Authenticated connections kept for reuse, per target: a call takes an
+ * idle one (the most recently used first), opens one while fewer than
+ * `connections` are open, or waits its turn in a FIFO queue.
+ *
+ * @example
+ * const pool = new RemctlPool({ connections: 4, keepAliveTimeout: 30_000 });
+ * const { stdout } = await pool.run('kdc.example.com', ['kadmin', 'examine', 'alice'], { encoding: 'utf8' });
+ * await pool.close();
+ */
+export class RemctlPool {
+  #settings: ConnectionSettings;
+  #connections: number;
+  #keepAliveTimeout: number;
+  #noopInterval: number;
+  #targets = new Map<string, Target>();
+  #opened = 0;
+  #reused = 0;
+  #closed = false;
+  // Every call's signal follows this one, which destroy() aborts.
+  #destroyed = new AbortController();
+  // Resolved once close() or destroy() has nothing left in flight.
+  #drained: Array<() => void> = [];
+
+  constructor(options?: RemctlPoolOptions) {
+    const values = readOptions(options, POOL_OPTIONS);
+    const { connections, keepAliveTimeout, noopInterval, ...settings } = values;
+    this.#settings = checkSettings(settings);
+    this.#connections = connections === undefined ? DEFAULT_CONNECTIONS : checkConnections(connections);
+    this.#keepAliveTimeout = keepAliveTimeout === undefined ? DEFAULT_KEEP_ALIVE_TIMEOUT : checkMilliseconds(keepAliveTimeout, 'keepAliveTimeout');
+    this.#noopInterval = noopInterval === undefined ? 0 : checkMilliseconds(noopInterval, 'noopInterval');
+  }
+
+  get stats(): RemctlPoolStats {
+    let idle = 0;
+    let busy = 0;
+    let queued = 0;
+    for (const target of this.#targets.values()) {
+      idle += target.idle.length;
+      busy += target.busy.size;
+      queued += target.queue.length;
+    }
+    return { connections: idle + busy, idle, busy, queued, opened: this.#opened, reused: this.#reused };
+  }
+
+  /** Runs a command on a pooled connection and collects its output, as remctl() does. */
+  async run(host: string, command: Command, options?: RemctlPoolRunOptions & { encoding?: 'buffer' }): Promise<RemctlResult<Buffer>>;
+  async run(host: string, command: Command, options: RemctlPoolRunOptions & { encoding: BufferEncoding }): Promise<RemctlResult<string>>;
+  async run(host: string, command: Command, options?: RemctlPoolRunOptions): Promise<RemctlResult<string | Buffer>>;
+  async run(host: string, command: Command, options?: RemctlPoolRunOptions): Promise<RemctlResult<string | Buffer>> {
+    const call = this.#call(host, command, options, RUN_OPTIONS);
+    const encoding: Encoding = checkEncoding(call.values.encoding);
+    const maxBuffer = call.values.maxBuffer === undefined ? undefined : checkMaxBuffer(call.values.maxBuffer);
+    const deadline = callSignal(call.signal, call.timeout);
+    const options_ = { signal: deadline.signal!, encoding, ...(maxBuffer === undefined ? {} : { maxBuffer }) };
+    try {
+      const pooled = await this.#acquire(call.target, deadline.signal);
+      let healthy = false;
+      try {
+        this.#using(pooled);
+        const result = await pooled.remctl.run(call.args, options_);
+        healthy = true;
+        return result;
+      } catch (error) {
+        // The server's own refusal leaves the connection in step; anything
+        // else (a lost connection, a timeout, an abort, maxBuffer) retires it.
+        healthy = error instanceof RemctlProtocolError;
+        throw error;
+      } finally {
+        this.#release(call.target, pooled, healthy);
+      }
+    } finally {
+      deadline.done();
+    }
+  }
+
+  /** Runs a command on a pooled connection and streams its output (see RemctlProcess). */
+  spawn(host: string, command: Command, options?: RemctlPoolCallOptions): RemctlProcess {
+    const call = this.#call(host, command, options, CALL_OPTIONS);
+    const deadline = callSignal(call.signal, call.timeout);
+    let pooled: Pooled | undefined;
+    let parts: ReturnType<typeof spawnParts> | undefined;
+    const start = async (aborted: AbortSignal) => {
+      pooled = await this.#acquire(call.target, aborted);
+      this.#using(pooled);
+      parts = spawnParts(pooled.remctl, call.args);
+      parts.bind(child);
+      return parts.start(aborted);
+    };
+    const child = new RemctlProcess(
+      {
+        outputBatch: (maxBytes) => parts!.source.outputBatch(maxBytes),
+        cancel: () => parts?.source.cancel(),
+      },
+      [start],
+      deadline.signal,
+      () => parts?.lost(),
+      (ok) => {
+        deadline.done();
+        parts?.end();
+        // Only a command that ended with its status leaves the connection in step.
+        if (pooled !== undefined) this.#release(call.target, pooled, ok);
+      },
+    );
+    return child;
+  }
+
+  /** Waits for the calls in flight (and queued), then closes every connection; later calls reject with ERR_REMCTL_POOL_CLOSED. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    for (const target of this.#targets.values()) this.#closeIdle(target);
+    await this.#whenDrained();
+  }
+
+  /** Aborts the calls in flight and queued (they reject with ERR_REMCTL_POOL_CLOSED) and closes every connection. */
+  async destroy(): Promise<void> {
+    this.#closed = true;
+    const error = poolClosed();
+    for (const target of this.#targets.values()) {
+      for (const waiter of target.queue.splice(0)) waiter.reject(error);
+      this.#closeIdle(target);
+    }
+    // The calls under way reject with it, and their connections close.
+    this.#destroyed.abort(error);
+    await this.#whenDrained();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  #call(host: unknown, command: unknown, options: unknown, allowed: readonly string[]) {
+    const checkedHost = checkText(host, 'host');
+    const args = checkCommand(command);
+    const values = readOptions(options, allowed);
+    const own = checkSignal(values.signal);
+    own?.throwIfAborted();
+    const signal = own === undefined ? this.#destroyed.signal : AbortSignal.any([own, this.#destroyed.signal]);
+    const timeout = checkCallTimeout(values.timeout);
+    const port = checkPort(values.port);
+    const principal = checkOptionalText(values.principal, 'principal');
+    const ccache = values.ccache === undefined ? this.#settings.ccache : checkText(values.ccache, 'ccache');
+    const sourceIp = values.sourceIp === undefined ? this.#settings.sourceIp : checkSourceIp(values.sourceIp);
+    const key = JSON.stringify([checkedHost, port, principal ?? null, ccache ?? null, sourceIp ?? null]);
+    let target = this.#targets.get(key);
+    if (target === undefined) {
+      const settings: ConnectionSettings = { ...this.#settings };
+      if (ccache !== undefined) settings.ccache = ccache;
+      if (sourceIp !== undefined) settings.sourceIp = sourceIp;
+      target = { key, host: checkedHost, open: { port, principal }, settings, idle: [], busy: new Set(), opening: 0, queue: [], noops: true };
+      this.#targets.set(key, target);
+    }
+    return { target, args, signal, timeout, values };
+  }
+
+  #using(pooled: Pooled): void {
+    if (pooled.used) this.#reused++;
+    pooled.used = true;
+  }
+
+  async #acquire(target: Target, signal: AbortSignal | undefined): Promise<Pooled> {
+    signal?.throwIfAborted();
+    if (this.#closed) throw poolClosed();
+    for (let idle = target.idle.pop(); idle !== undefined; idle = target.idle.pop()) {
+      clearTimeout(idle.timer);
+      idle.timer = undefined;
+      // The server would go on taking commands from it, but the ticket it
+      // authenticated with has run out: it is retired, not used.
+      if (Date.now() >= credentialsExpire(idle.remctl)) {
+        void idle.remctl.close().catch(() => {});
+        continue;
+      }
+      target.busy.add(idle);
+      return idle;
+    }
+    if (this.#open(target) < this.#connections) return this.#connect(target, signal);
+    return new Promise<Pooled>((resolve, reject) => {
+      const waiter: Waiter = {
+        resolve: (pooled) => {
+          signal?.removeEventListener('abort', abandon);
+          resolve(pooled);
+        },
+        reject: (error) => {
+          signal?.removeEventListener('abort', abandon);
+          reject(error);
+        },
+        signal,
+      };
+      // An aborted call leaves the queue at once.
+      const abandon = () => {
+        const at = target.queue.indexOf(waiter);
+        if (at >= 0) target.queue.splice(at, 1);
+        reject(signal!.reason);
+        this.#settleDrained();
+      };
+      signal?.addEventListener('abort', abandon, { once: true });
+      target.queue.push(waiter);
+    });
+  }
+
+  #open(target: Target): number {
+    return target.idle.length + target.busy.size + target.opening;
+  }
+
+  async #connect(target: Target, signal: AbortSignal | undefined): Promise<Pooled> {
+    target.opening++;
+    try {
+      const remctl = await Remctl.connect(target.host, {
+        ...target.settings,
+        port: target.open.port,
+        ...(target.open.principal === undefined ? {} : { principal: target.open.principal }),
+        ...(signal === undefined ? {} : { signal }),
+      });
+      this.#opened++;
+      const pooled: Pooled = { remctl, used: false, timer: undefined };
+      target.busy.add(pooled);
+      return pooled;
+    } finally {
+      target.opening--;
+      // A failed open leaves room for a waiting call to try its own.
+      this.#dispatch(target);
+    }
+  }
+
+  // The call on pooled has ended: the connection goes to the first waiting
+  // call, back to the idle ones, or (retired, or the pool closing) away.
+  #release(target: Target, pooled: Pooled, healthy: boolean): void {
+    target.busy.delete(pooled);
+    if (!healthy || !pooled.remctl.opened || (this.#closed && target.queue.length === 0)) {
+      void pooled.remctl.close().catch(() => {});
+      this.#dispatch(target);
+      this.#settleDrained();
+      return;
+    }
+    const waiter = target.queue.shift();
+    if (waiter !== undefined) {
+      target.busy.add(pooled);
+      waiter.resolve(pooled);
+      return;
+    }
+    target.idle.push(pooled);
+    this.#idle(target, pooled);
+    this.#settleDrained();
+  }
+
+  // Opens connections for waiting calls while there is room for them.
+  #dispatch(target: Target): void {
+    while (target.queue.length > 0 && this.#open(target) < this.#connections) {
+      const waiter = target.queue.shift()!;
+      if (this.#closed) {
+        waiter.reject(poolClosed());
+        continue;
+      }
+      this.#connect(target, waiter.signal).then(waiter.resolve, waiter.reject);
+    }
+  }
+
+  // An idle connection is closed after keepAliveTimeout, and sends a noop
+  // every noopInterval until then. Neither timer keeps the process alive.
+  #idle(target: Target, pooled: Pooled): void {
+    const idleSince = Date.now();
+    const next = () => {
+      const left = this.#keepAliveTimeout - (Date.now() - idleSince);
+      if (this.#noopInterval > 0 && target.noops && left > this.#noopInterval) {
+        pooled.timer = setTimeout(() => this.#keepAlive(target, pooled, next), this.#noopInterval).unref();
+      } else {
+        pooled.timer = setTimeout(() => this.#expire(target, pooled), Math.max(left, 0)).unref();
+      }
+    };
+    next();
+  }
+
+  #keepAlive(target: Target, pooled: Pooled, next: () => void): void {
+    const at = target.idle.indexOf(pooled);
+    if (at < 0) return;
+    // Busy while it sends: no call takes it meanwhile.
+    target.idle.splice(at, 1);
+    target.busy.add(pooled);
+    pooled.remctl.noop().then(
+      () => {
+        target.busy.delete(pooled);
+        if (this.#closed) return this.#retire(target, pooled);
+        const waiter = target.queue.shift();
+        if (waiter !== undefined) {
+          target.busy.add(pooled);
+          waiter.resolve(pooled);
+          return;
+        }
+        target.idle.push(pooled);
+        next();
+      },
+      (error: unknown) => {
+        target.busy.delete(pooled);
+        // A server too old for NOOP answers it with a message of its own.
+        if ((error as RemctlError).code === 'ERR_REMCTL_BAD_RESPONSE') target.noops = false;
+        this.#retire(target, pooled);
+      },
+    );
+  }
+
+  #expire(target: Target, pooled: Pooled): void {
+    const at = target.idle.indexOf(pooled);
+    if (at < 0) return;
+    target.idle.splice(at, 1);
+    this.#retire(target, pooled);
+  }
+
+  #retire(target: Target, pooled: Pooled): void {
+    void pooled.remctl.close().catch(() => {});
+    this.#dispatch(target);
+    this.#settleDrained();
+  }
+
+  #closeIdle(target: Target): void {
+    for (const pooled of target.idle.splice(0)) {
+      clearTimeout(pooled.timer);
+      void pooled.remctl.close().catch(() => {});
+    }
+  }
+
+  #inFlight(): boolean {
+    for (const target of this.#targets.values()) {
+      if (target.busy.size > 0 || target.opening > 0 || target.queue.length > 0) return true;
+    }
+    return false;
+  }
+
+  #whenDrained(): Promise<void> {
+    if (!this.#inFlight()) return Promise.resolve();
+    return new Promise((resolve) => this.#drained.push(resolve));
+  }
+
+  #settleDrained(): void {
+    if (!this.#closed || this.#inFlight()) return;
+    for (const target of this.#targets.values()) this.#closeIdle(target);
+    for (const resolve of this.#drained.splice(0)) resolve();
+  }
+}
+
+function checkConnections(value: unknown): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 10_000) {
+    throw new RangeError(`connections must be a whole number from 1 to 10000, got ${typeof value === 'number' ? value : typeof value}`);
+  }
+  return value;
+}
