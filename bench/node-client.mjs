@@ -10,7 +10,7 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Remctl, _remctl, remctl, spawn } from '../dist/index.js';
+import { Remctl, RemctlPool, _remctl, remctl, spawn } from '../dist/index.js';
 import { addon } from '../dist/addon.js';
 
 /**
@@ -89,14 +89,14 @@ async function drain(stream) {
   return bytes;
 }
 
-async function fanout(calls) {
+async function fanout(calls, options = target) {
   const started = performance.now();
   const callMs = new Array(calls);
   const outcomes = await Promise.allSettled(
     Array.from({ length: calls }, async (_, i) => {
       const callStarted = performance.now();
       try {
-        const { status } = await remctl(job.host, command, target);
+        const { status } = await remctl(job.host, command, options);
         if (status !== 0) throw new Error(`exit status ${status}`);
       } finally {
         callMs[i] = performance.now() - callStarted;
@@ -153,13 +153,31 @@ async function nativeHandle() {
   const { addon } = await import('../dist/addon.js');
   const handle = new addon.RemctlHandle();
   const failure = await handle.open({ host: job.host, port: job.port, principal: job.principal });
-  if (failure !== undefined) throw new Error(failure);
+  if (failure !== undefined) throw new Error(failure.message);
   return handle;
 }
 
 const modes = {
   async oneshot() {
     return timed(() => remctl(job.host, command, target));
+  },
+
+  // Sequential calls on a pool, which opens one connection and reuses it:
+  // what a service calling remctl many times a minute pays per call.
+  async pooled() {
+    const pool = new RemctlPool();
+    const result = await timed(() => pool.run(job.host, command, target));
+    await pool.close();
+    return result;
+  },
+
+  // As fanout, through a pool of 4 connections and without open retries: the
+  // pool, not retries, keeps a stock remctld's listen backlog from overflowing.
+  async 'pooled-fanout'() {
+    const pool = new RemctlPool({ connections: 4, openRetries: 0 });
+    const result = await fanout(job.calls ?? 1, { ...target, pool });
+    await pool.close();
+    return result;
   },
 
   async session() {

@@ -11,13 +11,16 @@ export const PLANS = {
   full: {
     rounds: 3,
     oneshot: { tuned: 200, stock: 40 },
+    pooled: { tuned: 1000, stock: 1000 },
+    pooledFanout: { stock: 256 },
     session: { tuned: 2000, stock: 100 },
     args: { tuned: 100, stock: 20 },
     bulkBytes: 256 * MiB,
     fanout: { tuned: [64, 256], stock: [64, 256] },
-    // Runs only in the first round: no target, and against the stock server
-    // our calls retry, which takes several seconds.
-    onceOnly: ['stock/fanout-256'],
+    // Run only in the first round: stock/fanout-256 has no target, and our
+    // calls retry against the stock server, which takes several seconds; the
+    // pooled fanout runs 256 one-second commands 4 at a time (64 s).
+    onceOnly: ['stock/fanout-256', 'stock/pooled-fanout-256'],
     eventLoop: ['tuned'],
     idleMs: 1500,
     scale: 1000,
@@ -27,6 +30,8 @@ export const PLANS = {
   smoke: {
     rounds: 1,
     oneshot: { tuned: 20, stock: 5 },
+    pooled: { tuned: 100, stock: 20 },
+    pooledFanout: { stock: 64 },
     session: { tuned: 200, stock: 10 },
     args: { tuned: 10, stock: 3 },
     bulkBytes: 16 * MiB,
@@ -112,6 +117,29 @@ export function workloads(realm, plan) {
       ],
       rows: (r) => named('oneshot, remctl()', latencyRows(r, 'node', `oneshot: ${calls} × \`remctl()\` of \`test test\``, server, 'call', ONESHOT_TARGETS[server])),
     });
+
+    const pooledCalls = plan.pooled[server];
+    const pooledWarmup = Math.min(5, Math.ceil(pooledCalls / 10));
+    list.push({
+      id: 'pooled',
+      server,
+      // Against libremctl's one-shot remctl(), which is what a C service calls.
+      runs: [
+        c('c', 'oneshot', port, pooledCalls, pooledWarmup, 'test', 'test'),
+        node('node', 'pooled', port, { count: pooledCalls, warmup: pooledWarmup, command: ['test', 'test'] }),
+      ],
+      rows: (r) => named('pooled, RemctlPool#run', latencyRows(r, 'node', `pooled: ${pooledCalls} sequential \`pool.run()\` of \`test test\`, against C's one-shot \`remctl()\``, server, 'call', POOLED_TARGETS[server])),
+    });
+    const pooledFanout = plan.pooledFanout[server];
+    if (pooledFanout !== undefined) {
+      list.push({
+        id: `pooled-fanout-${pooledFanout}`,
+        server,
+        once: plan.onceOnly.includes(`${server}/pooled-fanout-${pooledFanout}`),
+        runs: [c('c', 'fanout', port, pooledFanout, 'test', 'sleep', '1'), node('node', 'pooled-fanout', port, { calls: pooledFanout, command: ['test', 'sleep', '1'] })],
+        rows: (r) => pooledFanoutRows(r, pooledFanout, server),
+      });
+    }
 
     if (server === 'tuned') {
       const big = ['test', 'big', String(plan.bulkBytes)];
@@ -208,6 +236,11 @@ const ONESHOT_TARGETS = {
   stock: {},
 };
 
+const POOLED_TARGETS = {
+  tuned: { median: { kind: 'ratio-max', limit: 0.6, text: "≤ 0.6× C's one-shot" } },
+  stock: { median: { kind: 'ratio-max', limit: 0.1, text: "≤ 0.1× C's one-shot" } },
+};
+
 const ok = (results) => results.filter((result) => result && !result.error);
 
 /**
@@ -276,6 +309,22 @@ function fanoutRows(r, width, server) {
     {
       ...row(workload, server, 'succeeded, worst round', `/${width}`, min(cRounds.map((x) => x.succeeded)), min(nodeRounds.map((x) => x.succeeded)), [],
         server === 'tuned' || width === 64 ? { kind: 'all', limit: width, text: `all ${width}` } : undefined, notes.length ? notes : undefined),
+      ratio: undefined,
+    },
+  ];
+}
+
+function pooledFanoutRows(r, width, server) {
+  const cRounds = ok(r.c);
+  const nodeRounds = ok(r.node);
+  const workload = `pooled fanout: ${width} concurrent \`pool.run()\` of \`test sleep 1\`, 4 connections, \`openRetries: 0\` (C: ${width} one-shot calls at once)`;
+  const errors = [...new Set(nodeRounds.flatMap((x) => x.errors))].slice(0, 3);
+  const pairs = r.c.map((cr, i) => [cr, r.node[i]]).filter(([a, b]) => a && !a.error && b && !b.error);
+  return [
+    row(workload, server, 'wall time, median round', 's', median(cRounds.map((x) => x.wallMs / 1000)), median(nodeRounds.map((x) => x.wallMs / 1000)), pairs.map(([a, b]) => b.wallMs / a.wallMs)),
+    {
+      ...row(workload, server, 'succeeded, worst round', `/${width}`, min(cRounds.map((x) => x.succeeded)), min(nodeRounds.map((x) => x.succeeded)), [],
+        { kind: 'all', limit: width, text: `all ${width}` }, errors.length ? [`Node failures: ${errors.join('; ')}`] : undefined),
       ratio: undefined,
     },
   ];
