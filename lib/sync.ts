@@ -6,7 +6,7 @@ import { checkSimpleOptions, type RemctlOptions, type SimpleCall } from './simpl
 import { commandChannel, commandContext, nextConnectionId, traceCommandSync } from './tracing.js';
 import type { Command } from './validate.js';
 
-export type RemctlSyncOptions = Omit<RemctlOptions, 'signal'>;
+export type RemctlSyncOptions = Omit<RemctlOptions, 'signal' | 'pool'>;
 
 const SYNC_OPTIONS = [...SETTING_NAMES, 'port', 'principal', 'timeout', 'encoding', 'maxBuffer'] as const;
 

@@ -30,7 +30,7 @@ test('the settings of a connection are its idle and connect timeouts, ticket cac
 });
 
 test('remctl() takes exactly the documented options', () => {
-  expectTypeOf<keyof RemctlOptions>().toEqualTypeOf<keyof ConnectionSettings | 'port' | 'principal' | 'signal' | 'timeout' | 'encoding' | 'maxBuffer'>();
+  expectTypeOf<keyof RemctlOptions>().toEqualTypeOf<keyof ConnectionSettings | 'port' | 'principal' | 'signal' | 'timeout' | 'encoding' | 'maxBuffer' | 'pool'>();
   expectTypeOf<RemctlOptions['timeout']>().toEqualTypeOf<number | undefined>();
   // @ts-expect-error: misspelled
   void remctl('h', ['c'], { tiemout: 5 });
@@ -44,14 +44,14 @@ test('remctl() takes exactly the documented options', () => {
   void remctl('h', 'test test');
 });
 
-test('remctlSync() takes the options of remctl() but signal', () => {
-  expectTypeOf<keyof RemctlSyncOptions>().toEqualTypeOf<Exclude<keyof RemctlOptions, 'signal'>>();
+test('remctlSync() takes the options of remctl() but signal and pool', () => {
+  expectTypeOf<keyof RemctlSyncOptions>().toEqualTypeOf<Exclude<keyof RemctlOptions, 'signal' | 'pool'>>();
   // @ts-expect-error: nothing to abort from while the thread is blocked
   void remctlSync('h', ['c'], { signal: AbortSignal.timeout(1) });
 });
 
-test('spawn() takes the options of remctl() but encoding and maxBuffer', () => {
-  expectTypeOf<keyof SpawnOptions>().toEqualTypeOf<Exclude<keyof RemctlOptions, 'encoding' | 'maxBuffer'>>();
+test('spawn() takes the options of remctl() but encoding, maxBuffer and pool (pool.spawn() is that)', () => {
+  expectTypeOf<keyof SpawnOptions>().toEqualTypeOf<Exclude<keyof RemctlOptions, 'encoding' | 'maxBuffer' | 'pool'>>();
   // @ts-expect-error: streams carry Buffers
   void spawn('h', ['c'], { encoding: 'utf8' });
   // @ts-expect-error: nothing is collected
