@@ -324,12 +324,12 @@ export class RemctlPool {
 
   // The call on pooled has ended: the connection goes to the first waiting
   // call, back to the idle ones, or (retired, or the pool closing) away.
-  #release(target: Target, pooled: Pooled, healthy: boolean): void {
+  // idleSince: when it last went idle, for keepAliveTimeout; a noop does not
+  // make it any younger.
+  #release(target: Target, pooled: Pooled, healthy: boolean, idleSince = Date.now()): void {
     target.busy.delete(pooled);
     if (!healthy || !pooled.remctl.opened || (this.#closed && target.queue.length === 0)) {
-      void pooled.remctl.close().catch(() => {});
-      this.#dispatch(target);
-      this.#settleDrained();
+      this.#retire(target, pooled);
       return;
     }
     const waiter = target.queue.shift();
@@ -339,7 +339,7 @@ export class RemctlPool {
       return;
     }
     target.idle.push(pooled);
-    this.#idle(target, pooled);
+    this.#idle(target, pooled, idleSince);
     this.#settleDrained();
   }
 
@@ -355,45 +355,29 @@ export class RemctlPool {
     }
   }
 
-  // An idle connection is closed after keepAliveTimeout, and sends a noop
-  // every noopInterval until then. Neither timer keeps the process alive.
-  #idle(target: Target, pooled: Pooled): void {
-    const idleSince = Date.now();
-    const next = () => {
-      const left = this.#keepAliveTimeout - (Date.now() - idleSince);
-      if (this.#noopInterval > 0 && target.noops && left > this.#noopInterval) {
-        pooled.timer = setTimeout(() => this.#keepAlive(target, pooled, next), this.#noopInterval).unref();
-      } else {
-        pooled.timer = setTimeout(() => this.#expire(target, pooled), Math.max(left, 0)).unref();
-      }
-    };
-    next();
+  // An idle connection is closed keepAliveTimeout after idleSince, and sends
+  // a noop every noopInterval until then. Neither timer keeps the process alive.
+  #idle(target: Target, pooled: Pooled, idleSince: number): void {
+    const left = this.#keepAliveTimeout - (Date.now() - idleSince);
+    if (this.#noopInterval > 0 && target.noops && left > this.#noopInterval) {
+      pooled.timer = setTimeout(() => this.#keepAlive(target, pooled, idleSince), this.#noopInterval).unref();
+    } else {
+      pooled.timer = setTimeout(() => this.#expire(target, pooled), Math.max(left, 0)).unref();
+    }
   }
 
-  #keepAlive(target: Target, pooled: Pooled, next: () => void): void {
+  #keepAlive(target: Target, pooled: Pooled, idleSince: number): void {
     const at = target.idle.indexOf(pooled);
     if (at < 0) return;
     // Busy while it sends: no call takes it meanwhile.
     target.idle.splice(at, 1);
     target.busy.add(pooled);
     pooled.remctl.noop().then(
-      () => {
-        target.busy.delete(pooled);
-        if (this.#closed) return this.#retire(target, pooled);
-        const waiter = target.queue.shift();
-        if (waiter !== undefined) {
-          target.busy.add(pooled);
-          waiter.resolve(pooled);
-          return;
-        }
-        target.idle.push(pooled);
-        next();
-      },
+      () => this.#release(target, pooled, true, idleSince),
       (error: unknown) => {
-        target.busy.delete(pooled);
         // A server too old for NOOP answers it with a message of its own.
         if ((error as RemctlError).code === 'ERR_REMCTL_BAD_RESPONSE') target.noops = false;
-        this.#retire(target, pooled);
+        this.#release(target, pooled, false);
       },
     );
   }
@@ -406,6 +390,7 @@ export class RemctlPool {
   }
 
   #retire(target: Target, pooled: Pooled): void {
+    clearTimeout(pooled.timer);
     void pooled.remctl.close().catch(() => {});
     this.#dispatch(target);
     this.#settleDrained();
