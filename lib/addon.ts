@@ -108,8 +108,10 @@ export interface NativeHandle {
   readonly closed: boolean;
   /** The last open has ended: for a one-shot call, the command is under way. */
   readonly openEnded: boolean;
-  /** Seconds the credentials had left when the last open succeeded; -1 when that cannot be told. */
-  readonly credentialsLifetime: number;
+  /** When the credentials of the last successful open (reopens included) expire, in Date.now() terms; -1 when that cannot be told. */
+  readonly credentialsExpire: number;
+  /** Successful opens so far, the native side's own reopens included. */
+  readonly opens: number;
 }
 
 interface NativeAddon {

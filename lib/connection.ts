@@ -99,16 +99,19 @@ export class Remctl implements AsyncDisposable {
   // connection free takes it at once, without a promise to wait on.
   #busy = false;
   #waiting: Array<{ resume: () => void; resumed: boolean; abandoned: boolean }> = [];
-  // When the credentials the connection authenticated with expire (Date.now()
-  // terms; Infinity when unknown).
-  #credentialsExpire = Infinity;
   // close() was called; calls made before it still run.
   #closing = false;
 
   constructor(options?: ConnectionSettings) {
     this.#settings = checkSettings(readOptions(options, SETTING_NAMES));
     SPAWN_PARTS.set(this, (args) => this.#spawnParts(args, this.#take(undefined)));
-    EXPIRY.set(this, () => this.#credentialsExpire);
+    INTERNALS.set(this, {
+      credentialsExpire: () => {
+        const expire = this.#handle?.credentialsExpire ?? -1;
+        return expire < 0 ? Infinity : expire;
+      },
+      opens: () => this.#handle?.opens ?? 0,
+    });
   }
 
   /** A new connection, opened. */
@@ -489,8 +492,6 @@ export class Remctl implements AsyncDisposable {
       this.#failure = failure.message;
       throw failureError(failure);
     }
-    const lifetime = handle.credentialsLifetime;
-    this.#credentialsExpire = lifetime < 0 ? Infinity : Date.now() + lifetime * 1000;
     return handle;
   }
 
@@ -609,11 +610,18 @@ export function spawnParts(connection: Remctl, args: Argument[]): SpawnParts {
   return SPAWN_PARTS.get(connection)!(args);
 }
 
-const EXPIRY = new WeakMap<Remctl, () => number>();
+// What the pool asks of a Remctl it holds: when the credentials of its
+// connection expire (Date.now() terms, Infinity when unknown; the native
+// side's reopens included), and how many times its native connection has
+// opened, those reopens included.
+const INTERNALS = new WeakMap<Remctl, { credentialsExpire(): number; opens(): number }>();
 
-/** When the credentials of the connection's last open expire (Date.now() terms), for the pool; Infinity when unknown. */
 export function credentialsExpire(connection: Remctl): number {
-  return EXPIRY.get(connection)!();
+  return INTERNALS.get(connection)!.credentialsExpire();
+}
+
+export function opensOf(connection: Remctl): number {
+  return INTERNALS.get(connection)!.opens();
 }
 
 function closeQuietly(handle: NativeHandle): void {

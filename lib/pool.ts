@@ -1,9 +1,10 @@
 import { callSignal } from './abort.js';
-import { credentialsExpire, Remctl, spawnParts } from './connection.js';
+import { setMaxListeners } from 'node:events';
+import { credentialsExpire, opensOf, Remctl, spawnParts } from './connection.js';
 import { RemctlError, RemctlProtocolError } from './errors.js';
 import type { RemctlResult } from './output.js';
 import { RemctlProcess } from './process.js';
-import { checkSettings, SETTING_NAMES, type ConnectionSettings } from './settings.js';
+import { checkSettings, connectTimeoutOf, SETTING_NAMES, type ConnectionSettings } from './settings.js';
 import {
   checkCallTimeout,
   checkCommand,
@@ -71,10 +72,15 @@ interface Pooled {
   // A call has run on it.
   used: boolean;
   timer: NodeJS.Timeout | undefined;
+  // Its opens when its current call began: a server that had closed it is
+  // found out by the call, which the native side sends on a fresh connection.
+  opens: number;
 }
 
 interface Waiter {
-  resolve(pooled: Pooled): void;
+  // Hands it a connection; false if the call gave up waiting meanwhile (the
+  // connection is then the caller's to release).
+  resolve(pooled: Pooled): boolean;
   reject(error: unknown): void;
   signal: AbortSignal | undefined;
 }
@@ -129,6 +135,8 @@ export class RemctlPool {
     this.#connections = connections === undefined ? DEFAULT_CONNECTIONS : checkConnections(connections);
     this.#keepAliveTimeout = keepAliveTimeout === undefined ? DEFAULT_KEEP_ALIVE_TIMEOUT : checkMilliseconds(keepAliveTimeout, 'keepAliveTimeout');
     this.#noopInterval = noopInterval === undefined ? 0 : checkMilliseconds(noopInterval, 'noopInterval');
+    // Every call and every waiting one listens to it, by design.
+    setMaxListeners(0, this.#destroyed.signal);
   }
 
   get stats(): RemctlPoolStats {
@@ -180,8 +188,15 @@ export class RemctlPool {
     const deadline = callSignal(call.signal, call.timeout);
     let pooled: Pooled | undefined;
     let parts: ReturnType<typeof spawnParts> | undefined;
+    let ended = false;
     const start = async (aborted: AbortSignal) => {
-      pooled = await this.#acquire(call.target, aborted);
+      const taken = await this.#acquire(call.target, aborted);
+      // Aborted just as the connection came: the process has ended already.
+      if (ended) {
+        this.#release(call.target, taken, true);
+        throw aborted.reason;
+      }
+      pooled = taken;
       this.#using(pooled);
       parts = spawnParts(pooled.remctl, call.args);
       parts.bind(child);
@@ -196,6 +211,7 @@ export class RemctlPool {
       deadline.signal,
       () => parts?.lost(),
       (ok) => {
+        ended = true;
         deadline.done();
         parts?.end();
         // Only a command that ended with its status leaves the connection in step.
@@ -256,6 +272,7 @@ export class RemctlPool {
   #using(pooled: Pooled): void {
     if (pooled.used) this.#reused++;
     pooled.used = true;
+    pooled.opens = opensOf(pooled.remctl);
   }
 
   async #acquire(target: Target, signal: AbortSignal | undefined): Promise<Pooled> {
@@ -275,12 +292,18 @@ export class RemctlPool {
     }
     if (this.#open(target) < this.#connections) return this.#connect(target, signal);
     return new Promise<Pooled>((resolve, reject) => {
+      let settled = false;
       const waiter: Waiter = {
         resolve: (pooled) => {
+          if (settled) return false;
+          settled = true;
           signal?.removeEventListener('abort', abandon);
           resolve(pooled);
+          return true;
         },
         reject: (error) => {
+          if (settled) return;
+          settled = true;
           signal?.removeEventListener('abort', abandon);
           reject(error);
         },
@@ -290,7 +313,7 @@ export class RemctlPool {
       const abandon = () => {
         const at = target.queue.indexOf(waiter);
         if (at >= 0) target.queue.splice(at, 1);
-        reject(signal!.reason);
+        waiter.reject(signal!.reason);
         this.#settleDrained();
       };
       signal?.addEventListener('abort', abandon, { once: true });
@@ -312,13 +335,14 @@ export class RemctlPool {
         ...(signal === undefined ? {} : { signal }),
       });
       this.#opened++;
-      const pooled: Pooled = { remctl, used: false, timer: undefined };
+      const pooled: Pooled = { remctl, used: false, timer: undefined, opens: 0 };
       target.busy.add(pooled);
       return pooled;
     } finally {
       target.opening--;
       // A failed open leaves room for a waiting call to try its own.
       this.#dispatch(target);
+      this.#settleDrained();
     }
   }
 
@@ -328,15 +352,19 @@ export class RemctlPool {
   // make it any younger.
   #release(target: Target, pooled: Pooled, healthy: boolean, idleSince = Date.now()): void {
     target.busy.delete(pooled);
-    if (!healthy || !pooled.remctl.opened || (this.#closed && target.queue.length === 0)) {
+    this.#opened += Math.max(opensOf(pooled.remctl) - pooled.opens, 0);
+    pooled.opens = opensOf(pooled.remctl);
+    // Credentials that have run out retire it too: the server would go on
+    // taking commands from it.
+    const usable = healthy && pooled.remctl.opened && Date.now() < credentialsExpire(pooled.remctl);
+    if (!usable || (this.#closed && target.queue.length === 0)) {
       this.#retire(target, pooled);
       return;
     }
-    const waiter = target.queue.shift();
-    if (waiter !== undefined) {
+    for (let waiter = target.queue.shift(); waiter !== undefined; waiter = target.queue.shift()) {
       target.busy.add(pooled);
-      waiter.resolve(pooled);
-      return;
+      if (waiter.resolve(pooled)) return;
+      target.busy.delete(pooled);
     }
     target.idle.push(pooled);
     this.#idle(target, pooled, idleSince);
@@ -347,11 +375,17 @@ export class RemctlPool {
   #dispatch(target: Target): void {
     while (target.queue.length > 0 && this.#open(target) < this.#connections) {
       const waiter = target.queue.shift()!;
-      if (this.#closed) {
+      if (this.#destroyed.signal.aborted) {
         waiter.reject(poolClosed());
         continue;
       }
-      this.#connect(target, waiter.signal).then(waiter.resolve, waiter.reject);
+      this.#connect(target, waiter.signal).then(
+        (pooled) => {
+          // Gave up while it was opening: the connection is of use to the next call.
+          if (!waiter.resolve(pooled)) this.#release(target, pooled, true);
+        },
+        (error: unknown) => waiter.reject(error),
+      );
     }
   }
 
@@ -369,10 +403,13 @@ export class RemctlPool {
   #keepAlive(target: Target, pooled: Pooled, idleSince: number): void {
     const at = target.idle.indexOf(pooled);
     if (at < 0) return;
-    // Busy while it sends: no call takes it meanwhile.
+    // Busy while it sends: no call takes it meanwhile. Bounded, and ended by
+    // destroy(), as a call would be.
     target.idle.splice(at, 1);
     target.busy.add(pooled);
-    pooled.remctl.noop().then(
+    pooled.opens = opensOf(pooled.remctl);
+    const signal = AbortSignal.any([this.#destroyed.signal, AbortSignal.timeout(connectTimeoutOf(this.#settings))]);
+    pooled.remctl.noop({ signal }).then(
       () => this.#release(target, pooled, true, idleSince),
       (error: unknown) => {
         // A server too old for NOOP answers it with a message of its own.

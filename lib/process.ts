@@ -49,7 +49,8 @@ export class RemctlProcess extends EventEmitter<{ exit: [status: number]; error:
   readonly status: Promise<number>;
 
   #handle: TokenSource;
-  // Runs once, as the command ends: true when it ended with its status.
+  // Runs once, as the command ends: true when the connection is still in
+  // step (the output ended with its status, or with an error token).
   #onEnd: (ok: boolean) => void;
   #controller = new AbortController();
   #onAbort: () => void;
@@ -74,14 +75,17 @@ export class RemctlProcess extends EventEmitter<{ exit: [status: number]; error:
     });
     // Awaiting status is optional: a failure nobody asked about is not an unhandled rejection.
     this.status.catch(() => {});
+    const follow = () => this.abort(signal!.reason);
     if (signal !== undefined) {
       if (signal.aborted) this.#controller.abort(signal.reason);
-      else signal.addEventListener('abort', () => this.abort(signal.reason), { once: true });
+      else signal.addEventListener('abort', follow, { once: true });
     }
     let ended = false;
     this.#onEnd = (ok) => {
       if (ended) return;
       ended = true;
+      // A long-lived signal (a pool's) must not keep every process it saw.
+      signal?.removeEventListener('abort', follow);
       onEnd(ok);
     };
     void this.#run(steps);
@@ -147,7 +151,7 @@ export class RemctlProcess extends EventEmitter<{ exit: [status: number]; error:
   // Whatever the streams already carried may be cut short: they fail, and
   // never end as if the output were complete.
   #fail(error: unknown): void {
-    this.#onEnd(false);
+    this.#onEnd(error instanceof RemctlProtocolError);
     this.#settle.reject(error);
     for (const stream of [this.stdout, this.stderr]) {
       if (stream.destroyed) continue;

@@ -235,8 +235,7 @@ std::string Connection::CallTimedOut() const {
 
 bool Connection::AwaitOutput(const Settings& settings) {
   const int64_t left = deadline_ms_ - NowMs();
-  const int64_t wait = Shorter(settings.idle_timeout_ms, std::max<int64_t>(left, 0));
-  if (wait > 0 && link_->WaitReadable(wait)) return true;
+  if (left > 0 && link_->WaitReadable(Shorter(settings.idle_timeout_ms, left))) return true;
   // The server was silent for the idle timeout, or the call's ran out.
   link_->TimeOut();
   return false;
@@ -356,13 +355,20 @@ Status Connection::EnsureConnected(const Settings& settings) {
 
 Status Connection::Open(OpenTarget target, const Settings& settings) {
   open_ended_.store(false);
-  credentials_lifetime_.store(-1);
+  credentials_expire_ms_.store(-1);
   Status status = OpenAttempts(std::move(target), settings);
   // Asked after the handshake, on the thread that did it: the ticket cache
   // then holds the service ticket it used.
   if (status.ok && settings.track_credentials) {
-    credentials_lifetime_.store(CredentialsLifetimeSeconds(settings.ccache));
+    const int64_t lifetime = CredentialsLifetimeSeconds(settings.ccache);
+    if (lifetime >= 0) {
+      const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::system_clock::now().time_since_epoch())
+                              .count();
+      credentials_expire_ms_.store(now + lifetime * 1000);
+    }
   }
+  if (status.ok) opens_.fetch_add(1);
   open_ended_.store(true);
   return status;
 }
@@ -456,7 +462,10 @@ Status Connection::OpenOnce(const Settings& settings) {
   }
   if (!server.valid()) {
     if (cancelled() || error.failure == ConnectFailure::kCancel) return Cancelled();
-    const Failure failure = error.failure == ConnectFailure::kTimeout ? Failure::kTimeout : Failure::kConnect;
+    // Out of descriptors or buffers is this process's trouble, not the server's.
+    const Failure failure = error.failure == ConnectFailure::kTimeout ? Failure::kTimeout
+                            : error.system.syscall == "socket"        ? Failure::kSystem
+                                                                      : Failure::kConnect;
     return Fail(failure, std::move(error.message), std::move(error.system));
   }
   if (settings.receive_buffer > 0) {

@@ -237,9 +237,12 @@ class Connection {
   // Any thread: the last Open has ended, one way or the other. JavaScript's
   // connectTimeout asks, since a one-shot call opens and runs in one go.
   bool open_ended() const { return open_ended_.load(); }
-  // Seconds the credentials of the last successful open had left then; -1
-  // when that cannot be told (or the open failed).
-  int64_t credentials_lifetime() const { return credentials_lifetime_.load(); }
+  // When the credentials of the last successful open expire, in milliseconds
+  // since the epoch; -1 when that cannot be told (or the open failed). Any
+  // thread: a reopen (EnsureConnected) changes it.
+  int64_t credentials_expire_ms() const { return credentials_expire_ms_.load(); }
+  // Successful opens so far, reopens included. Any thread.
+  int64_t opens() const { return opens_.load(); }
   // What a call whose whole timeout ran out fails with.
   std::string CallTimedOut() const;
 
@@ -289,7 +292,8 @@ class Connection {
   int64_t deadline_ms_ = 0;
   int64_t call_timeout_ms_ = 0;
   std::atomic<bool> open_ended_{false};
-  std::atomic<int64_t> credentials_lifetime_{-1};
+  std::atomic<int64_t> credentials_expire_ms_{-1};
+  std::atomic<int64_t> opens_{0};
   // The socket timeout for the next blocking call: the idle timeout, or what
   // is left of the call's, whichever is shorter.
   int64_t SocketTimeoutMs(const Settings& settings) const;

@@ -419,7 +419,8 @@ Napi::Function RemctlHandle::Define(Napi::Env env) {
           InstanceMethod<&RemctlHandle::SetSocketBuffers>("setSocketBuffers"),
           InstanceAccessor<&RemctlHandle::Closed>("closed"),
           InstanceAccessor<&RemctlHandle::OpenEnded>("openEnded"),
-          InstanceAccessor<&RemctlHandle::CredentialsLifetime>("credentialsLifetime"),
+          InstanceAccessor<&RemctlHandle::CredentialsExpire>("credentialsExpire"),
+          InstanceAccessor<&RemctlHandle::Opens>("opens"),
       });
 }
 
@@ -606,8 +607,12 @@ Napi::Value RemctlHandle::Closed(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), closed_);
 }
 
-Napi::Value RemctlHandle::CredentialsLifetime(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), static_cast<double>(conn_->connection().credentials_lifetime()));
+Napi::Value RemctlHandle::CredentialsExpire(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(conn_->connection().credentials_expire_ms()));
+}
+
+Napi::Value RemctlHandle::Opens(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(conn_->connection().opens()));
 }
 
 Napi::Value RemctlHandle::OpenEnded(const Napi::CallbackInfo& info) {

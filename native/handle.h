@@ -40,7 +40,8 @@ class RemctlHandle : public Napi::ObjectWrap<RemctlHandle> {
   Napi::Value SetSocketBuffers(const Napi::CallbackInfo& info);
   Napi::Value Closed(const Napi::CallbackInfo& info);
   Napi::Value OpenEnded(const Napi::CallbackInfo& info);
-  Napi::Value CredentialsLifetime(const Napi::CallbackInfo& info);
+  Napi::Value CredentialsExpire(const Napi::CallbackInfo& info);
+  Napi::Value Opens(const Napi::CallbackInfo& info);
 
   void Submit(std::unique_ptr<Op> op);
   void CheckOpen(Napi::Env env) const;

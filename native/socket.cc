@@ -247,6 +247,7 @@ Fd ConnectAddresses(const std::vector<SocketAddress>& addresses,
         getaddrinfo(target.address.c_str(), service.c_str(), &hints, &list);
     if (status != 0) {
       error->system = SystemError{EINVAL, "", "getaddrinfo", target.address, target.port};
+      deadline_passed = false;
       continue;
     }
     Fd fd = ConnectFirst(list, source, timeout_ms, cancel_fd, &error->system, &deadline_passed);
