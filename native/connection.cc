@@ -482,6 +482,8 @@ Status Connection::OpenOnce(const Settings& settings) {
     std::string message = "cannot set up socket: " + std::string(strerror(setup.number));
     return Fail(Failure::kSystem, std::move(message), std::move(setup));
   }
+  // libremctl's duplicate is ours to close until remctl_open_fd takes it.
+  Fd library_socket(lib_fd);
   blocking_ = true;
   SetLink(std::move(link));
   if (socket_timeouts_) ApplySocketTimeout(settings);
@@ -490,7 +492,8 @@ Status Connection::OpenOnce(const Settings& settings) {
   const char* host = target_.host.empty() ? nullptr : target_.host.c_str();
   const char* principal =
       target_.principal ? target_.principal->c_str() : nullptr;
-  const bool ok = remctl_open_fd(r_, host, lib_fd, principal) != 0;
+  // From here on libremctl closes it, whether the open succeeds or not.
+  const bool ok = remctl_open_fd(r_, host, library_socket.Release(), principal) != 0;
   if (!ok) return LibraryFailure("cannot open connection", Step::kAuthenticate);
   opened_ = true;
   if (target_.kind == OpenTarget::Kind::kHost && SpeaksVersion1()) return OpenVersion1(settings);

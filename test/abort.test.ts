@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, test } from 'vitest';
 import { Remctl, remctl, spawn, type RemctlProcess } from '../dist/index.js';
-import { counts, countsSettle, settledCounts } from './metrics.mjs';
+import { counts, countsSettle, settledCounts, socketInodes, socketsClosed, socketsSince } from './metrics.mjs';
 import { delayingProxy } from './fault-servers.js';
 import { rejection } from './probes.js';
 import { realm } from './realm-context.mjs';
@@ -230,6 +230,29 @@ describe('aborted calls never reach the server', () => {
     for await (const token of r.outputs()) tokens.push('data' in token ? token.data.toString() : token.type);
     expect(tokens).toEqual([`${marker}third\n`, 'stderr line\n', 'status']);
     expect(await waitForLog(marker, 2)).toEqual([`${marker}second`, `${marker}third`]);
+  });
+
+  test('calls aborted at every moment of their Remctl reopening leave no socket behind once it is closed', async () => {
+    // Each abort closes the connection, so the next call reopens it, and the next abort lands
+    // somewhere in that open: resolving, connecting, between the connect and the handshake, in
+    // the handshake. Wherever it lands, every socket the open made is closed.
+    const before = socketInodes();
+    const r = await connect();
+    const spin = (turns: number, then: () => void): unknown => (turns === 0 ? then() : setImmediate(() => spin(turns - 1, then)));
+    for (let round = 0; round < 200; round++) {
+      const calls: Array<Promise<unknown>> = [];
+      for (let i = 0; i < 50; i++) {
+        const controller = new AbortController();
+        calls.push(r.run(['test', 'test'], { signal: controller.signal }).catch(() => {}));
+        const when = (round * 50 + i) % 12;
+        if (when < 6) spin(when, () => controller.abort());
+        else setTimeout(() => controller.abort(), when - 6);
+      }
+      await Promise.all(calls);
+    }
+    await r.close();
+    connections.delete(r);
+    expect(await socketsClosed(socketsSince(before))).toStrictEqual([]);
   });
 
   test('1 000 aborted calls leave the thread and descriptor counts where they were', async () => {
