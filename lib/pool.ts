@@ -17,6 +17,7 @@ import {
   checkSourceIp,
   checkText,
   readOptions,
+  type Argument,
   type Command,
   type Encoding,
 } from './validate.js';
@@ -64,6 +65,10 @@ const POOL_OPTIONS = [...SETTING_NAMES, 'connections', 'keepAliveTimeout', 'noop
 const CALL_OPTIONS = ['port', 'principal', 'ccache', 'sourceIp', 'signal', 'timeout'] as const;
 const RUN_OPTIONS = [...CALL_OPTIONS, 'encoding', 'maxBuffer'] as const;
 
+// Failures of an open that are the target's, not the call's: the server
+// cannot be reached, refuses the credentials, or does not answer.
+const TARGET_FAILURES = new Set<unknown>(['ERR_REMCTL_CONNECT', 'ERR_REMCTL_AUTH', 'ERR_REMCTL_TIMEOUT']);
+
 const DEFAULT_CONNECTIONS = 4;
 const DEFAULT_KEEP_ALIVE_TIMEOUT = 30_000;
 
@@ -96,8 +101,20 @@ interface Target {
   busy: Set<Pooled>;
   opening: number;
   queue: Waiter[];
-  // False once the server answered a noop with something else (too old for NOOP).
-  noops: boolean;
+}
+
+// A call's validated arguments, and the key of the target it runs on.
+interface Call {
+  key: string;
+  host: string;
+  port: number;
+  principal: string | undefined;
+  ccache: string | undefined;
+  sourceIp: string | undefined;
+  args: Argument[];
+  signal: AbortSignal;
+  timeout: number;
+  values: Record<string, unknown>;
 }
 
 function poolClosed(): RemctlError {
@@ -119,7 +136,12 @@ export class RemctlPool {
   #connections: number;
   #keepAliveTimeout: number;
   #noopInterval: number;
+  // Only targets with a connection or a call: one left with neither goes.
   #targets = new Map<string, Target>();
+  // Targets whose server answered a noop with something else (too old for
+  // NOOP): kept when the target itself goes, so that no later connection
+  // to it is retired for a noop it cannot answer.
+  #noNoops = new Set<string>();
   #opened = 0;
   #reused = 0;
   #closed = false;
@@ -161,8 +183,9 @@ export class RemctlPool {
     const maxBuffer = call.values.maxBuffer === undefined ? undefined : checkMaxBuffer(call.values.maxBuffer);
     const deadline = callSignal(call.signal, call.timeout);
     const options_ = { signal: deadline.signal!, encoding, ...(maxBuffer === undefined ? {} : { maxBuffer }) };
+    const target = this.#target(call);
     try {
-      const pooled = await this.#acquire(call.target, deadline.signal);
+      const pooled = await this.#acquire(target, deadline.signal);
       let healthy = false;
       try {
         this.#using(pooled);
@@ -175,7 +198,7 @@ export class RemctlPool {
         healthy = error instanceof RemctlProtocolError;
         throw error;
       } finally {
-        this.#release(call.target, pooled, healthy);
+        this.#release(target, pooled, healthy);
       }
     } finally {
       deadline.done();
@@ -186,14 +209,16 @@ export class RemctlPool {
   spawn(host: string, command: Command, options?: RemctlPoolCallOptions): RemctlProcess {
     const call = this.#call(host, command, options, CALL_OPTIONS);
     const deadline = callSignal(call.signal, call.timeout);
+    let target: Target | undefined;
     let pooled: Pooled | undefined;
     let parts: ReturnType<typeof spawnParts> | undefined;
     let ended = false;
     const start = async (aborted: AbortSignal) => {
-      const taken = await this.#acquire(call.target, aborted);
+      target = this.#target(call);
+      const taken = await this.#acquire(target, aborted);
       // Aborted just as the connection came: the process has ended already.
       if (ended) {
-        this.#release(call.target, taken, true);
+        this.#release(target, taken, true);
         throw aborted.reason;
       }
       pooled = taken;
@@ -215,7 +240,7 @@ export class RemctlPool {
         deadline.done();
         parts?.end();
         // Only a command that ended with its status leaves the connection in step.
-        if (pooled !== undefined) this.#release(call.target, pooled, ok);
+        if (pooled !== undefined) this.#release(target!, pooled, ok);
       },
     );
     return child;
@@ -245,7 +270,7 @@ export class RemctlPool {
     await this.close();
   }
 
-  #call(host: unknown, command: unknown, options: unknown, allowed: readonly string[]) {
+  #call(host: unknown, command: unknown, options: unknown, allowed: readonly string[]): Call {
     const checkedHost = checkText(host, 'host');
     const args = checkCommand(command);
     const values = readOptions(options, allowed);
@@ -258,15 +283,21 @@ export class RemctlPool {
     const ccache = values.ccache === undefined ? this.#settings.ccache : checkText(values.ccache, 'ccache');
     const sourceIp = values.sourceIp === undefined ? this.#settings.sourceIp : checkSourceIp(values.sourceIp);
     const key = JSON.stringify([checkedHost, port, principal ?? null, ccache ?? null, sourceIp ?? null]);
-    let target = this.#targets.get(key);
+    return { key, host: checkedHost, port, principal, ccache, sourceIp, args, signal, timeout, values };
+  }
+
+  // The call's target, made if it has none: only once the call is about to
+  // take a connection, so that a call refused for its options leaves none.
+  #target(call: Call): Target {
+    let target = this.#targets.get(call.key);
     if (target === undefined) {
       const settings: ConnectionSettings = { ...this.#settings };
-      if (ccache !== undefined) settings.ccache = ccache;
-      if (sourceIp !== undefined) settings.sourceIp = sourceIp;
-      target = { key, host: checkedHost, open: { port, principal }, settings, idle: [], busy: new Set(), opening: 0, queue: [], noops: true };
-      this.#targets.set(key, target);
+      if (call.ccache !== undefined) settings.ccache = call.ccache;
+      if (call.sourceIp !== undefined) settings.sourceIp = call.sourceIp;
+      target = { key: call.key, host: call.host, open: { port: call.port, principal: call.principal }, settings, idle: [], busy: new Set(), opening: 0, queue: [] };
+      this.#targets.set(call.key, target);
     }
-    return { target, args, signal, timeout, values };
+    return target;
   }
 
   #using(pooled: Pooled): void {
@@ -276,8 +307,11 @@ export class RemctlPool {
   }
 
   async #acquire(target: Target, signal: AbortSignal | undefined): Promise<Pooled> {
-    signal?.throwIfAborted();
-    if (this.#closed) throw poolClosed();
+    if (signal?.aborted || this.#closed) {
+      this.#settled(target);
+      signal?.throwIfAborted();
+      throw poolClosed();
+    }
     for (let idle = target.idle.pop(); idle !== undefined; idle = target.idle.pop()) {
       clearTimeout(idle.timer);
       idle.timer = undefined;
@@ -314,7 +348,7 @@ export class RemctlPool {
         const at = target.queue.indexOf(waiter);
         if (at >= 0) target.queue.splice(at, 1);
         waiter.reject(signal!.reason);
-        this.#settleDrained();
+        this.#settled(target);
       };
       signal?.addEventListener('abort', abandon, { once: true });
       target.queue.push(waiter);
@@ -338,11 +372,18 @@ export class RemctlPool {
       const pooled: Pooled = { remctl, used: false, timer: undefined, opens: 0 };
       target.busy.add(pooled);
       return pooled;
+    } catch (error) {
+      // Not this call's own abort or timeout, but the target's: the calls
+      // waiting for it would only wait as long to fail the same way.
+      if (!signal?.aborted && TARGET_FAILURES.has((error as RemctlError).code)) {
+        for (const waiter of target.queue.splice(0)) waiter.reject(error);
+      }
+      throw error;
     } finally {
       target.opening--;
       // A failed open leaves room for a waiting call to try its own.
       this.#dispatch(target);
-      this.#settleDrained();
+      this.#settled(target);
     }
   }
 
@@ -368,7 +409,7 @@ export class RemctlPool {
     }
     target.idle.push(pooled);
     this.#idle(target, pooled, idleSince);
-    this.#settleDrained();
+    this.#settled(target);
   }
 
   // Opens connections for waiting calls while there is room for them.
@@ -393,7 +434,7 @@ export class RemctlPool {
   // a noop every noopInterval until then. Neither timer keeps the process alive.
   #idle(target: Target, pooled: Pooled, idleSince: number): void {
     const left = this.#keepAliveTimeout - (Date.now() - idleSince);
-    if (this.#noopInterval > 0 && target.noops && left > this.#noopInterval) {
+    if (this.#noopInterval > 0 && !this.#noNoops.has(target.key) && left > this.#noopInterval) {
       pooled.timer = setTimeout(() => this.#keepAlive(target, pooled, idleSince), this.#noopInterval).unref();
     } else {
       pooled.timer = setTimeout(() => this.#expire(target, pooled), Math.max(left, 0)).unref();
@@ -413,7 +454,7 @@ export class RemctlPool {
       () => this.#release(target, pooled, true, idleSince),
       (error: unknown) => {
         // A server too old for NOOP answers it with a message of its own.
-        if ((error as RemctlError).code === 'ERR_REMCTL_BAD_RESPONSE') target.noops = false;
+        if ((error as RemctlError).code === 'ERR_REMCTL_BAD_RESPONSE') this.#noNoops.add(target.key);
         this.#release(target, pooled, false);
       },
     );
@@ -430,7 +471,7 @@ export class RemctlPool {
     clearTimeout(pooled.timer);
     void pooled.remctl.close().catch(() => {});
     this.#dispatch(target);
-    this.#settleDrained();
+    this.#settled(target);
   }
 
   #closeIdle(target: Target): void {
@@ -452,9 +493,19 @@ export class RemctlPool {
     return new Promise((resolve) => this.#drained.push(resolve));
   }
 
+  // Something of target's ended: a target left with no connection and no
+  // call goes (a service calling many hosts keeps only those in use).
+  #settled(target: Target): void {
+    if (this.#open(target) === 0 && target.queue.length === 0 && this.#targets.get(target.key) === target) {
+      this.#targets.delete(target.key);
+    }
+    this.#settleDrained();
+  }
+
   #settleDrained(): void {
     if (!this.#closed || this.#inFlight()) return;
     for (const target of this.#targets.values()) this.#closeIdle(target);
+    this.#targets.clear();
     for (const resolve of this.#drained.splice(0)) resolve();
   }
 }

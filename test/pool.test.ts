@@ -10,6 +10,8 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
 import { RemctlError, RemctlPool, RemctlProtocolError, remctl } from '../dist/index.js';
+import { delayingProxy, silentServer } from './fault-servers.js';
+import { exposeGc } from './metrics.mjs';
 import { rejection, runNode } from './probes.js';
 import { realm } from './realm-context.mjs';
 import { kinit, startExtraRemctld, type ExtraRemctld } from './realm-control.mjs';
@@ -162,6 +164,38 @@ describe('the per-target bound and its queue', () => {
       await pool.close();
     }
     expect(await commands(daemon)).toEqual(['test sleep 1']);
+  });
+
+  test('an open that fails for the target, not the call, fails the calls waiting behind it at once, without an open each', async () => {
+    const silent = await silentServer();
+    const pool = new RemctlPool({ connections: 1, connectTimeout: 300 });
+    try {
+      const calls = Array.from({ length: 4 }, () => rejection(pool.run(host, ['test', 'test'], { port: silent.port, principal: settings.principal })));
+      for (const { error } of await Promise.all(calls)) expect(error).toMatchObject({ code: 'ERR_REMCTL_TIMEOUT' });
+      expect(pool.stats).toMatchObject({ connections: 0, queued: 0 });
+    } finally {
+      await pool.close();
+      await silent.close();
+    }
+    // One open tried, for the first call; the other three did not wait out one each.
+    expect(silent.accepted).toBe(1);
+
+    // A call's own abort while it opens is its own: the call behind it opens and runs.
+    const daemon = await remctld();
+    const slow = await delayingProxy(daemon.port, 300);
+    const delayed = new RemctlPool({ connections: 1 });
+    try {
+      const controller = new AbortController();
+      const first = rejection(delayed.run(host, ['test', 'test'], { port: slow.port, principal: settings.principal, signal: controller.signal }));
+      const second = delayed.run(host, ['test', 'echo', 'second'], { port: slow.port, principal: settings.principal, encoding: 'utf8' });
+      await sleep(50);
+      controller.abort();
+      expect((await first).error).toBe(controller.signal.reason);
+      expect((await second).stdout).toBe('second\n');
+    } finally {
+      await delayed.close();
+      await slow.close();
+    }
   });
 
   test('256 concurrent calls on the stock remctld (listen backlog 5) all succeed with openRetries: 0', async () => {
@@ -328,6 +362,38 @@ describe('close() and destroy()', () => {
     expect(JSON.parse(result.stdout)).toMatchObject({ stdout: 'hello world\n', stats: { connections: 1, idle: 1 } });
     // Well before its keep-alive of a minute.
     expect(Date.now() - started).toBeLessThan(20_000);
+  });
+});
+
+describe('targets', () => {
+  test('a pool keeps nothing of a target once it has no connection and no call: 20 000 calls to distinct targets leave the heap as it was', async () => {
+    const gc = exposeGc();
+    const pool = new RemctlPool();
+    try {
+      // Refused for an option after the target's key was made, or refused by the port: neither
+      // leaves the target behind.
+      const warm = async (from: number, count: number) => {
+        for (let i = from; i < from + count; i += 100) {
+          await Promise.all(
+            Array.from({ length: 100 }, (_, j) => [
+              pool.run(`host-${i + j}.invalid`, ['test', 'test'], { encoding: 'no-such-encoding' as never }).catch(() => {}),
+              pool.run(host, ['test', 'test'], { port: 1, principal: `service/${i + j}@${settings.realm}` }).catch(() => {}),
+            ]).flat(),
+          );
+        }
+      };
+      await warm(0, 1000);
+      gc();
+      const before = process.memoryUsage().heapUsed;
+      await warm(1000, 10_000);
+      gc();
+      const grown = process.memoryUsage().heapUsed - before;
+      // A target kept per call would be some 200 bytes each: 4 MiB for these 20 000.
+      expect(grown).toBeLessThan(1 << 20);
+      expect(pool.stats).toEqual({ connections: 0, idle: 0, busy: 0, queued: 0, opened: 0, reused: 0 });
+    } finally {
+      await pool.close();
+    }
   });
 });
 
