@@ -106,6 +106,7 @@ export class Remctl implements AsyncDisposable {
     this.#settings = checkSettings(readOptions(options, SETTING_NAMES));
     SPAWN_PARTS.set(this, (args) => this.#spawnParts(args, this.#take(undefined)));
     INTERNALS.set(this, {
+      run: (args, signal, sendLater, encoding, maxBuffer = DEFAULT_MAX_BUFFER) => this.#runChecked(args, signal, sendLater, encoding, maxBuffer),
       credentialsExpire: () => {
         const expire = this.#handle?.credentialsExpire ?? -1;
         return expire < 0 ? Infinity : expire;
@@ -255,16 +256,22 @@ export class Remctl implements AsyncDisposable {
     const maxBuffer = values.maxBuffer === undefined ? DEFAULT_MAX_BUFFER : checkMaxBuffer(values.maxBuffer);
     const call = callSignal(signal, checkCallTimeout(values.timeout));
     try {
-      return await this.#sending('run a command', call.signal, signal !== undefined, (handle) => {
-        const reused = this.#reusing();
-        if (commandChannel.hasSubscribers) {
-          return traceCommand(this.#commandContext(args, reused), () => this.#run(handle, args, call.signal, encoding, maxBuffer));
-        }
-        return this.#run(handle, args, call.signal, encoding, maxBuffer);
-      });
+      return await this.#runChecked(args, call.signal, signal !== undefined, encoding, maxBuffer);
     } finally {
       call.done();
     }
+  }
+
+  // run() once its arguments are checked. sendLater: the call has a signal
+  // of its caller's, which may abort it right after it was made.
+  #runChecked(args: Argument[], signal: AbortSignal | undefined, sendLater: boolean, encoding: Encoding, maxBuffer: number) {
+    return this.#sending('run a command', signal, sendLater, (handle) => {
+      const reused = this.#reusing();
+      if (commandChannel.hasSubscribers) {
+        return traceCommand(this.#commandContext(args, reused), () => this.#run(handle, args, signal, encoding, maxBuffer));
+      }
+      return this.#run(handle, args, signal, encoding, maxBuffer);
+    });
   }
 
   // The result is settled in the turn, so that a span over this ends with a
@@ -610,11 +617,29 @@ export function spawnParts(connection: Remctl, args: Argument[]): SpawnParts {
   return SPAWN_PARTS.get(connection)!(args);
 }
 
-// What the pool asks of a Remctl it holds: when the credentials of its
-// connection expire (Date.now() terms, Infinity when unknown; the native
-// side's reopens included), and how many times its native connection has
-// opened, those reopens included.
-const INTERNALS = new WeakMap<Remctl, { credentialsExpire(): number; opens(): number }>();
+// What the pool asks of a Remctl it holds: a run() with checked arguments
+// and a signal that may be the pool's alone (which nothing aborts in the
+// turn that made the call: sendLater false saves it a turn of the loop);
+// when the credentials of its connection expire (Date.now() terms, Infinity
+// when unknown; the native side's reopens included); and how many times its
+// native connection has opened, those reopens included.
+interface Internals {
+  run(args: Argument[], signal: AbortSignal, sendLater: boolean, encoding: Encoding, maxBuffer: number | undefined): Promise<RemctlResult<string | Buffer>>;
+  credentialsExpire(): number;
+  opens(): number;
+}
+const INTERNALS = new WeakMap<Remctl, Internals>();
+
+export function runOn(
+  connection: Remctl,
+  args: Argument[],
+  signal: AbortSignal,
+  sendLater: boolean,
+  encoding: Encoding,
+  maxBuffer: number | undefined,
+): Promise<RemctlResult<string | Buffer>> {
+  return INTERNALS.get(connection)!.run(args, signal, sendLater, encoding, maxBuffer);
+}
 
 export function credentialsExpire(connection: Remctl): number {
   return INTERNALS.get(connection)!.credentialsExpire();

@@ -1,6 +1,6 @@
 import { callSignal } from './abort.js';
 import { setMaxListeners } from 'node:events';
-import { credentialsExpire, opensOf, Remctl, spawnParts } from './connection.js';
+import { credentialsExpire, opensOf, Remctl, runOn, spawnParts } from './connection.js';
 import { RemctlError, RemctlProtocolError } from './errors.js';
 import type { RemctlResult } from './output.js';
 import { RemctlProcess } from './process.js';
@@ -113,6 +113,8 @@ interface Call {
   sourceIp: string | undefined;
   args: Argument[];
   signal: AbortSignal;
+  // The caller gave a signal of its own.
+  own: boolean;
   timeout: number;
   values: Record<string, unknown>;
 }
@@ -182,14 +184,15 @@ export class RemctlPool {
     const encoding: Encoding = checkEncoding(call.values.encoding);
     const maxBuffer = call.values.maxBuffer === undefined ? undefined : checkMaxBuffer(call.values.maxBuffer);
     const deadline = callSignal(call.signal, call.timeout);
-    const options_ = { signal: deadline.signal!, encoding, ...(maxBuffer === undefined ? {} : { maxBuffer }) };
     const target = this.#target(call);
     try {
       const pooled = await this.#acquire(target, deadline.signal);
       let healthy = false;
       try {
         this.#using(pooled);
-        const result = await pooled.remctl.run(call.args, options_);
+        // Only the caller's own signal can abort the call in the turn that
+        // made it: the pool's and the deadline's cannot.
+        const result = await runOn(pooled.remctl, call.args, deadline.signal!, call.own, encoding, maxBuffer);
         healthy = true;
         return result;
       } catch (error) {
@@ -283,7 +286,7 @@ export class RemctlPool {
     const ccache = values.ccache === undefined ? this.#settings.ccache : checkText(values.ccache, 'ccache');
     const sourceIp = values.sourceIp === undefined ? this.#settings.sourceIp : checkSourceIp(values.sourceIp);
     const key = JSON.stringify([checkedHost, port, principal ?? null, ccache ?? null, sourceIp ?? null]);
-    return { key, host: checkedHost, port, principal, ccache, sourceIp, args, signal, timeout, values };
+    return { key, host: checkedHost, port, principal, ccache, sourceIp, args, signal, own: own !== undefined, timeout, values };
   }
 
   // The call's target, made if it has none: only once the call is about to

@@ -152,6 +152,31 @@ describe('the per-target bound and its queue', () => {
     expect(await commands(daemon)).toEqual(['test sleep 1', 'test echo after']);
   });
 
+  test('a call aborted in the turn that made it never reaches the server, though an idle connection was there for it', async () => {
+    const daemon = await remctld();
+    const pool = new RemctlPool();
+    const marker = `same-turn-${process.pid}-${Date.now()}-`;
+    try {
+      await pool.run(host, ['test', 'test'], daemon.where);
+      const outcomes: unknown[] = [];
+      for (let i = 0; i < 40; i++) {
+        const controller = new AbortController();
+        const call = rejection(pool.run(host, ['test', 'echo', `${marker}${i}`], { ...daemon.where, signal: controller.signal }));
+        // Right away, or after a few continuations of the code that made it: all in one turn.
+        for (let hops = 0; hops < i % 8; hops++) await Promise.resolve();
+        controller.abort();
+        outcomes.push((await call).error === controller.signal.reason);
+      }
+      expect(outcomes.every(Boolean)).toBe(true);
+      // A call without a signal goes at once, on the same connection.
+      expect((await pool.run(host, ['test', 'echo', 'after'], { ...daemon.where, encoding: 'utf8' })).stdout).toBe('after\n');
+    } finally {
+      await pool.close();
+    }
+    await sleep(200);
+    expect(await commands(daemon)).toEqual(['test test', 'test echo after']);
+  });
+
   test('a timeout counts the wait in the queue', async () => {
     const daemon = await remctld();
     const pool = new RemctlPool({ connections: 1 });
