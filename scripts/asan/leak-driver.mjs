@@ -26,10 +26,18 @@ async function runEverything(lib, { exposeGc }, { commandOnConnection, oneShot }
   const pending = connection.run(['test', 'sleep', '1']).catch(() => {});
   await connection.close();
   await pending;
-  const timed = await lib.Remctl.connect(settings.host, { ...where, timeout: 1 });
+  const timed = await lib.Remctl.connect(settings.host, { ...where, idleTimeout: 1000 });
   await timed.run(['test', 'sleep', '3']).catch(() => {});
   await timed.run(['test', 'test']);
+  await timed.run(['test', 'sleep', '3'], { timeout: 300 }).catch(() => {});
+  await timed.run(['test', 'test']);
   await timed.close();
+  // Pooled connections: reused, retired by an abort, and closed with the pool.
+  const pool = new lib.RemctlPool({ connections: 2 });
+  await Promise.all([0, 1, 2, 3].map(() => pool.run(settings.host, ['test', 'test'], where)));
+  await pool.run(settings.host, ['test', 'sleep', '3'], { ...where, signal: AbortSignal.timeout(200) }).catch(() => {});
+  await pool.run(settings.host, ['test', 'test'], where);
+  await pool.close();
   // Handles dropped without a close, idle and with a call in flight: their finalizers close them.
   await (async () => {
     const idle = lib._remctl.remctl_new();
