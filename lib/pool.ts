@@ -76,9 +76,16 @@ interface Pooled {
   remctl: Remctl;
   // A call has run on it.
   used: boolean;
+  // Armed while it is idle, and left armed when a call takes it: the timer
+  // looks at the connection when it fires, so that a busy service's calls
+  // arm no timer each (see #wake).
   timer: NodeJS.Timeout | undefined;
-  // Its opens when its current call began: a server that had closed it is
-  // found out by the call, which the native side sends on a fresh connection.
+  // When it last went idle (keepAliveTimeout counts from there; a noop does
+  // not make it any younger), and when its last call or noop ended.
+  idleSince: number;
+  quietSince: number;
+  // Its opens as of its last release: a server that had closed it is found
+  // out by the next call, which the native side sends on a fresh connection.
   opens: number;
 }
 
@@ -285,7 +292,8 @@ export class RemctlPool {
     const principal = checkOptionalText(values.principal, 'principal');
     const ccache = values.ccache === undefined ? this.#settings.ccache : checkText(values.ccache, 'ccache');
     const sourceIp = values.sourceIp === undefined ? this.#settings.sourceIp : checkSourceIp(values.sourceIp);
-    const key = JSON.stringify([checkedHost, port, principal ?? null, ccache ?? null, sourceIp ?? null]);
+    // None of the texts is empty or holds a NUL: the key is unambiguous.
+    const key = `${checkedHost}\0${port}\0${principal ?? ''}\0${ccache ?? ''}\0${sourceIp ?? ''}`;
     return { key, host: checkedHost, port, principal, ccache, sourceIp, args, signal, own: own !== undefined, timeout, values };
   }
 
@@ -306,7 +314,6 @@ export class RemctlPool {
   #using(pooled: Pooled): void {
     if (pooled.used) this.#reused++;
     pooled.used = true;
-    pooled.opens = opensOf(pooled.remctl);
   }
 
   async #acquire(target: Target, signal: AbortSignal | undefined): Promise<Pooled> {
@@ -316,8 +323,6 @@ export class RemctlPool {
       throw poolClosed();
     }
     for (let idle = target.idle.pop(); idle !== undefined; idle = target.idle.pop()) {
-      clearTimeout(idle.timer);
-      idle.timer = undefined;
       // The server would go on taking commands from it, but the ticket it
       // authenticated with has run out: it is retired, not used.
       if (Date.now() >= credentialsExpire(idle.remctl)) {
@@ -372,7 +377,7 @@ export class RemctlPool {
         ...(signal === undefined ? {} : { signal }),
       });
       this.#opened++;
-      const pooled: Pooled = { remctl, used: false, timer: undefined, opens: 0 };
+      const pooled: Pooled = { remctl, used: false, timer: undefined, idleSince: 0, quietSince: 0, opens: opensOf(remctl) };
       target.busy.add(pooled);
       return pooled;
     } catch (error) {
@@ -394,13 +399,15 @@ export class RemctlPool {
   // call, back to the idle ones, or (retired, or the pool closing) away.
   // idleSince: when it last went idle, for keepAliveTimeout; a noop does not
   // make it any younger.
-  #release(target: Target, pooled: Pooled, healthy: boolean, idleSince = Date.now()): void {
+  #release(target: Target, pooled: Pooled, healthy: boolean, idleSince?: number): void {
+    const now = Date.now();
     target.busy.delete(pooled);
-    this.#opened += Math.max(opensOf(pooled.remctl) - pooled.opens, 0);
-    pooled.opens = opensOf(pooled.remctl);
+    const opens = opensOf(pooled.remctl);
+    this.#opened += Math.max(opens - pooled.opens, 0);
+    pooled.opens = opens;
     // Credentials that have run out retire it too: the server would go on
     // taking commands from it.
-    const usable = healthy && pooled.remctl.opened && Date.now() < credentialsExpire(pooled.remctl);
+    const usable = healthy && pooled.remctl.opened && now < credentialsExpire(pooled.remctl);
     if (!usable || (this.#closed && target.queue.length === 0)) {
       this.#retire(target, pooled);
       return;
@@ -411,7 +418,7 @@ export class RemctlPool {
       target.busy.delete(pooled);
     }
     target.idle.push(pooled);
-    this.#idle(target, pooled, idleSince);
+    this.#idle(target, pooled, idleSince ?? now, now);
     this.#settled(target);
   }
 
@@ -434,24 +441,40 @@ export class RemctlPool {
   }
 
   // An idle connection is closed keepAliveTimeout after idleSince, and sends
-  // a noop every noopInterval until then. Neither timer keeps the process alive.
-  #idle(target: Target, pooled: Pooled, idleSince: number): void {
-    const left = this.#keepAliveTimeout - (Date.now() - idleSince);
-    if (this.#noopInterval > 0 && !this.#noNoops.has(target.key) && left > this.#noopInterval) {
-      pooled.timer = setTimeout(() => this.#keepAlive(target, pooled, idleSince), this.#noopInterval).unref();
+  // a noop every noopInterval until then. Its timer may still be armed from
+  // an earlier time it was idle: it then looks when it fires.
+  #idle(target: Target, pooled: Pooled, idleSince: number, now: number): void {
+    pooled.idleSince = idleSince;
+    pooled.quietSince = now;
+    if (pooled.timer === undefined) this.#wake(target, pooled, now);
+  }
+
+  // What is due for an idle connection: a noop, its close, or (not yet) a
+  // timer for whichever comes first. Timers never keep the process alive.
+  #wake(target: Target, pooled: Pooled, now = Date.now()): void {
+    pooled.timer = undefined;
+    // Taken by a call: its release arms the timer again.
+    if (!target.idle.includes(pooled)) return;
+    const left = this.#keepAliveTimeout - (now - pooled.idleSince);
+    const noops = this.#noopInterval > 0 && !this.#noNoops.has(target.key) && left > this.#noopInterval;
+    const due = noops ? this.#noopInterval - (now - pooled.quietSince) : left;
+    if (due > 0) {
+      pooled.timer = setTimeout(() => this.#wake(target, pooled), due).unref();
+    } else if (noops) {
+      this.#keepAlive(target, pooled);
     } else {
-      pooled.timer = setTimeout(() => this.#expire(target, pooled), Math.max(left, 0)).unref();
+      this.#expire(target, pooled);
     }
   }
 
-  #keepAlive(target: Target, pooled: Pooled, idleSince: number): void {
+  #keepAlive(target: Target, pooled: Pooled): void {
     const at = target.idle.indexOf(pooled);
     if (at < 0) return;
     // Busy while it sends: no call takes it meanwhile. Bounded, and ended by
     // destroy(), as a call would be.
     target.idle.splice(at, 1);
     target.busy.add(pooled);
-    pooled.opens = opensOf(pooled.remctl);
+    const idleSince = pooled.idleSince;
     const signal = AbortSignal.any([this.#destroyed.signal, AbortSignal.timeout(connectTimeoutOf(this.#settings))]);
     pooled.remctl.noop({ signal }).then(
       () => this.#release(target, pooled, true, idleSince),

@@ -254,6 +254,21 @@ describe('connections come and go', () => {
     expect(await accepted(daemon)).toBe(2);
   });
 
+  test('keepAliveTimeout counts from when the connection last went idle: one used every 800 ms outlives a 2 s keepAliveTimeout', async () => {
+    const daemon = await remctld();
+    const pool = new RemctlPool({ keepAliveTimeout: 2000 });
+    try {
+      for (let i = 0; i < 4; i++) {
+        if (i > 0) await sleep(800);
+        await pool.run(host, ['test', 'test'], daemon.where);
+      }
+      expect(pool.stats).toMatchObject({ connections: 1, opened: 1, reused: 3 });
+    } finally {
+      await pool.close();
+    }
+    expect(await accepted(daemon)).toBe(1);
+  });
+
   test('with noopInterval, an idle connection sends noops until keepAliveTimeout closes it', async () => {
     const daemon = await remctld();
     const pool = new RemctlPool({ noopInterval: 100, keepAliveTimeout: 1000 });
