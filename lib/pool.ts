@@ -326,6 +326,7 @@ export class RemctlPool {
       // The server would go on taking commands from it, but the ticket it
       // authenticated with has run out: it is retired, not used.
       if (Date.now() >= credentialsExpire(idle.remctl)) {
+        clearTimeout(idle.timer);
         void idle.remctl.close().catch(() => {});
         continue;
       }
