@@ -454,26 +454,25 @@ export class RemctlPool {
   // timer for whichever comes first. Timers never keep the process alive.
   #wake(target: Target, pooled: Pooled, now = Date.now()): void {
     pooled.timer = undefined;
+    const at = target.idle.indexOf(pooled);
     // Taken by a call: its release arms the timer again.
-    if (!target.idle.includes(pooled)) return;
+    if (at < 0) return;
     const left = this.#keepAliveTimeout - (now - pooled.idleSince);
     const noops = this.#noopInterval > 0 && !this.#noNoops.has(target.key) && left > this.#noopInterval;
     const due = noops ? this.#noopInterval - (now - pooled.quietSince) : left;
     if (due > 0) {
       pooled.timer = setTimeout(() => this.#wake(target, pooled), due).unref();
-    } else if (noops) {
-      this.#keepAlive(target, pooled);
-    } else {
-      this.#expire(target, pooled);
+      return;
     }
+    target.idle.splice(at, 1);
+    if (noops) this.#keepAlive(target, pooled);
+    else this.#retire(target, pooled);
   }
 
+  // Sends a noop on a connection just taken out of the idle ones.
   #keepAlive(target: Target, pooled: Pooled): void {
-    const at = target.idle.indexOf(pooled);
-    if (at < 0) return;
     // Busy while it sends: no call takes it meanwhile. Bounded, and ended by
     // destroy(), as a call would be.
-    target.idle.splice(at, 1);
     target.busy.add(pooled);
     const idleSince = pooled.idleSince;
     const signal = AbortSignal.any([this.#destroyed.signal, AbortSignal.timeout(connectTimeoutOf(this.#settings))]);
@@ -485,13 +484,6 @@ export class RemctlPool {
         this.#release(target, pooled, false);
       },
     );
-  }
-
-  #expire(target: Target, pooled: Pooled): void {
-    const at = target.idle.indexOf(pooled);
-    if (at < 0) return;
-    target.idle.splice(at, 1);
-    this.#retire(target, pooled);
   }
 
   #retire(target: Target, pooled: Pooled): void {
