@@ -112,6 +112,8 @@ export interface NativeHandle {
   readonly credentialsExpire: number;
   /** Successful opens so far, the native side's own reopens included. */
   readonly opens: number;
+  /** Between operations: the server closed the connection (or it timed out) since the last exchange, so the next command would reopen it. */
+  readonly serverClosed: boolean;
 }
 
 interface NativeAddon {

@@ -89,6 +89,8 @@ export class Remctl implements AsyncDisposable {
   #used = false;
   // The text of why the last open failed: its handle is gone already.
   #failure: string | undefined;
+  // The successful opens of the native connections this object had before #handle.
+  #pastOpens = 0;
   // A command sent with command() whose output has not been read to its end.
   #pending = false;
   // Tokens of that output that outputs() read ahead, the last maybe the
@@ -111,7 +113,7 @@ export class Remctl implements AsyncDisposable {
         const expire = this.#handle?.credentialsExpire ?? -1;
         return expire < 0 ? Infinity : expire;
       },
-      opens: () => this.#handle?.opens ?? 0,
+      opens: () => this.#pastOpens + (this.#handle?.opens ?? 0),
     });
   }
 
@@ -322,7 +324,7 @@ export class Remctl implements AsyncDisposable {
       const opened = await this.#connection(aborted);
       await laterTurn();
       aborted.throwIfAborted();
-      handle = opened;
+      handle = opened.serverClosed ? await this.#reopen(aborted) : opened;
       const reused = this.#reusing();
       if (commandChannel.hasSubscribers && child !== undefined) traceStatus(this.#commandContext(args, reused), child.status);
       const failure = await handle.command(args, false);
@@ -359,11 +361,8 @@ export class Remctl implements AsyncDisposable {
     this.#closing = true;
     await this.#inTurn(undefined, async () => {
       this.#closing = false;
-      const handle = this.#handle;
-      this.#handle = undefined;
+      const handle = this.#drop();
       this.#target = undefined;
-      this.#pending = false;
-      this.#ahead = [];
       this.#failure = undefined;
       if (handle !== undefined && !handle.closed) await handle.close();
     });
@@ -435,7 +434,7 @@ export class Remctl implements AsyncDisposable {
       // Only a signal can abort a call before it is sent.
       if (sendLater) await laterTurn();
       signal?.throwIfAborted();
-      return await send(handle);
+      return await send(handle.serverClosed ? await this.#reopen(signal) : handle);
     } finally {
       this.#next();
     }
@@ -452,6 +451,16 @@ export class Remctl implements AsyncDisposable {
       this.#handle = await this.#connect(target, signal);
     }
     return this.#handle;
+  }
+
+  // A connection the server closed since its last call is replaced before
+  // the next goes out (nothing was sent on it, so this is safe): here, as a
+  // remctl:open of its own, rather than by the native side inside the call.
+  // Asked right before sending, so that the native side, which looks again,
+  // finds what this found.
+  #reopen(signal: AbortSignal | undefined): Promise<NativeHandle> {
+    this.#release();
+    return this.#connection(signal);
   }
 
   // A new native connection to target, opened, with an id of its own that no
@@ -532,9 +541,7 @@ export class Remctl implements AsyncDisposable {
   // to be in step, so the next call starts on a fresh connection.
   #lost(handle: NativeHandle, failure?: NativeFailure): void {
     if (this.#handle !== handle) return;
-    this.#handle = undefined;
-    this.#pending = false;
-    this.#ahead = [];
+    this.#drop();
     this.#failure = failure?.message;
     handle.cancel();
     closeQuietly(handle);
@@ -584,11 +591,18 @@ export class Remctl implements AsyncDisposable {
   }
 
   #release(): void {
+    const handle = this.#drop();
+    if (handle !== undefined) closeQuietly(handle);
+  }
+
+  // Takes the native connection away from this object, counting its opens.
+  #drop(): NativeHandle | undefined {
     const handle = this.#handle;
     this.#handle = undefined;
     this.#pending = false;
     this.#ahead = [];
-    if (handle !== undefined) closeQuietly(handle);
+    if (handle !== undefined) this.#pastOpens += handle.opens;
+    return handle;
   }
 }
 

@@ -285,6 +285,11 @@ bool Connection::CommandCannotBlock(const Arguments& args) const {
   return link_->CanSend(length + tokens * kPerToken);
 }
 
+bool Connection::ServerClosed() const {
+  if (cancelled() || (version1_ && opened_)) return false;
+  return opened_ ? !CheckAlive() : Reopenable();
+}
+
 bool Connection::CheckAlive() const {
   known_alive_ = opened_ && link_ && link_->alive();
   return known_alive_;
@@ -338,6 +343,9 @@ bool Connection::Reopenable() const {
 
 // Before a command: a connection the server closed since the last one is
 // reopened, as libremctl does for connections it opened by host name.
+// JavaScript's Remctl asks first (ServerClosed) and reopens it itself, so
+// that the reopen is traced; this is for the C-named layer, and for a close
+// that comes between the two looks.
 Status Connection::EnsureConnected(const Settings& settings) {
   const bool known_alive = known_alive_;
   known_alive_ = false;

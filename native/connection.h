@@ -210,6 +210,10 @@ class Connection {
   bool CommandCannotBlock(const Arguments& args) const;
   // Noop() fails at once, without the network.
   bool NoopFailsNow() const { return cancelled() || (!opened_ && !Reopenable()); }
+  // The next command or noop would reopen the connection first: the server
+  // closed it, or it timed out, since the last exchange. Never for a
+  // version 1 connection, which libremctl reopens for each command itself.
+  bool ServerClosed() const;
   void SetBlocking(bool blocking);
   void SocketFlagsChanged() {
     if (link_) link_->FlagsChanged();

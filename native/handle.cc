@@ -421,6 +421,7 @@ Napi::Function RemctlHandle::Define(Napi::Env env) {
           InstanceAccessor<&RemctlHandle::OpenEnded>("openEnded"),
           InstanceAccessor<&RemctlHandle::CredentialsExpire>("credentialsExpire"),
           InstanceAccessor<&RemctlHandle::Opens>("opens"),
+          InstanceAccessor<&RemctlHandle::ServerClosed>("serverClosed"),
       });
 }
 
@@ -613,6 +614,11 @@ Napi::Value RemctlHandle::CredentialsExpire(const Napi::CallbackInfo& info) {
 
 Napi::Value RemctlHandle::Opens(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(conn_->connection().opens()));
+}
+
+// Asked between operations only: one under way may be reopening it.
+Napi::Value RemctlHandle::ServerClosed(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), !closed_ && conn_->idle() && conn_->connection().ServerClosed());
 }
 
 Napi::Value RemctlHandle::OpenEnded(const Napi::CallbackInfo& info) {

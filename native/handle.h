@@ -42,6 +42,7 @@ class RemctlHandle : public Napi::ObjectWrap<RemctlHandle> {
   Napi::Value OpenEnded(const Napi::CallbackInfo& info);
   Napi::Value CredentialsExpire(const Napi::CallbackInfo& info);
   Napi::Value Opens(const Napi::CallbackInfo& info);
+  Napi::Value ServerClosed(const Napi::CallbackInfo& info);
 
   void Submit(std::unique_ptr<Op> op);
   void CheckOpen(Napi::Env env) const;

@@ -314,8 +314,9 @@ namespace {
 // 5-byte header, so such a token is ready as soon as the header is.
 constexpr uint32_t kMaxTokenLength = 1024 * 1024;
 
-// How recent an ended exchange counts as proof the connection is alive.
-constexpr int64_t kJustEndedNs = 1000 * 1000;
+// How recent an ended exchange, or a look at the socket, counts as proof the
+// connection is alive.
+constexpr int64_t kRecentNs = 1000 * 1000;
 
 int64_t MonotonicNs() {
   timespec now{};
@@ -406,8 +407,14 @@ void Link::Answered(bool ended) {
   if (ended) ack_owed_ = false;
 }
 
-bool Link::JustEnded() const {
-  return ended_at_ns_ != 0 && !shut_down_.load() && MonotonicNs() - ended_at_ns_ < kJustEndedNs;
+bool Link::alive() const {
+  if (timed_out() || shut_down_.load()) return false;
+  const int64_t now = MonotonicNs();
+  const auto recent = [now](int64_t at) { return at != 0 && now - at < kRecentNs; };
+  if (recent(ended_at_ns_) || recent(seen_open_at_ns_)) return true;
+  if (PeerClosed()) return false;
+  seen_open_at_ns_ = now;
+  return true;
 }
 
 int64_t Link::IdleMs() const {

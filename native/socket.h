@@ -198,16 +198,16 @@ class Link {
   // Bytes the server sent on this connection in all, read or not (0 where
   // the kernel does not count them).
   uint64_t BytesReceived() const;
-  // Alive as far as we can tell before sending. An exchange that ended
-  // within the last millisecond needs no look at the socket: a close that
-  // recent races the command whether we look or not, and a session's next
-  // command saves a system call.
-  bool alive() const { return !timed_out() && (JustEnded() || !PeerClosed()); }
+  // Alive as far as we can tell before sending. An exchange that ended, or
+  // a look that found the connection open, within the last millisecond
+  // needs no look at the socket: a close that recent races the command
+  // whether we look or not, and a session's next command (or a command
+  // right after JavaScript asked) saves a system call.
+  bool alive() const;
 
  private:
   explicit Link(Fd socket, int send_buffer)
       : socket_(std::move(socket)), send_buffer_(send_buffer) {}
-  bool JustEnded() const;
   // Re-arms TCP_QUICKACK, which sends the ACK owed at once.
   void AcknowledgeNow();
 
@@ -231,6 +231,8 @@ class Link {
   bool unanswered_ = true;
   // CLOCK_MONOTONIC when the last exchange ended, 0 while one is under way.
   int64_t ended_at_ns_ = 0;
+  // CLOCK_MONOTONIC when alive() last looked at the socket and found it open.
+  mutable int64_t seen_open_at_ns_ = 0;
   bool ack_owed_ = false;
   bool bad_framing_ = false;
 };

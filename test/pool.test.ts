@@ -14,7 +14,7 @@ import { delayingProxy, silentServer } from './fault-servers.js';
 import { exposeGc } from './metrics.mjs';
 import { rejection, runNode } from './probes.js';
 import { realm } from './realm-context.mjs';
-import { kinit, startExtraRemctld, type ExtraRemctld } from './realm-control.mjs';
+import { dropConnections, kinit, startExtraRemctld, type ExtraRemctld } from './realm-control.mjs';
 
 const settings = realm();
 const { host } = settings;
@@ -43,11 +43,6 @@ async function accepted(daemon: ExtraRemctld): Promise<number> {
 
 async function commands(daemon: ExtraRemctld): Promise<string[]> {
   return [...(await log(daemon)).matchAll(/COMMAND from [^:]+: (.*)/g)].map((match) => match[1]!);
-}
-
-// The pids of remctld's processes that serve one connection each.
-async function handlers(daemon: ExtraRemctld): Promise<number[]> {
-  return [...(await log(daemon)).matchAll(/child (\d+) for /g)].map((match) => Number(match[1]));
 }
 
 describe('reuse', () => {
@@ -291,9 +286,7 @@ describe('connections come and go', () => {
     const pool = new RemctlPool();
     try {
       await pool.run(host, ['test', 'test'], daemon.where);
-      const [handler] = await handlers(daemon);
-      process.kill(handler!, 'SIGKILL');
-      await sleep(100);
+      await dropConnections(daemon);
       const { stdout } = await pool.run(host, ['test', 'echo', 'fresh'], { ...daemon.where, encoding: 'utf8' });
       expect(stdout).toBe('fresh\n');
     } finally {
@@ -309,8 +302,7 @@ describe('connections come and go', () => {
     try {
       const running = rejection(pool.run(host, ['test', 'sleep', '10'], daemon.where));
       await vi.waitFor(async () => expect(await commands(daemon)).toEqual(['test sleep 10']));
-      const [handler] = await handlers(daemon);
-      process.kill(handler!, 'SIGKILL');
+      await dropConnections(daemon);
       const { error } = await running;
       expect(error).toBeInstanceOf(RemctlError);
       expect(error).toMatchObject({ code: 'ERR_REMCTL_CONNECTION_LOST' });

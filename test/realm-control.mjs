@@ -161,6 +161,20 @@ export async function startExtraRemctld(settings, { principal, keytab, conf = se
 }
 
 /**
+ * Ends every connection a remctld serves, as a server closing them would: kills the processes
+ * that serve them (its children, one per connection) and waits until they are gone, their
+ * sockets closed with them.
+ * @param {{ pidFile: string }} daemon
+ */
+export async function dropConnections(daemon) {
+  const pid = readPid(daemon.pidFile);
+  if (pid === undefined) throw new Error(`no remctld is running for ${daemon.pidFile}`);
+  const handlers = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  for (const handler of handlers) process.kill(handler, 'SIGKILL');
+  while (handlers.some(processIsAlive)) await sleep(POLL_INTERVAL_MS);
+}
+
+/**
  * Gets a ticket from the realm's KDC with a keytab. Pass extraArgs such as ['-l', '5s'] for a
  * ticket that expires during a test.
  * @param {RealmSettings} settings

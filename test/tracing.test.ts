@@ -3,11 +3,11 @@
 
 import { channel, tracingChannel } from 'node:diagnostics_channel';
 import { inspect } from 'node:util';
-import { afterEach, beforeAll, describe, expect, test } from 'vitest';
-import { ERROR_UNKNOWN_COMMAND, Remctl, RemctlError, RemctlProtocolError, remctl, remctlSync, spawn } from '../dist/index.js';
+import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
+import { ERROR_UNKNOWN_COMMAND, Remctl, RemctlError, RemctlPool, RemctlProtocolError, remctl, remctlSync, spawn } from '../dist/index.js';
 import { rejection } from './probes.js';
 import { realm } from './realm-context.mjs';
-import { freePort } from './realm-control.mjs';
+import { dropConnections, freePort, startExtraRemctld, type ExtraRemctld } from './realm-control.mjs';
 
 const settings = realm();
 const { host } = settings;
@@ -45,7 +45,9 @@ function record(): Published[] {
   const command = subscribers('command');
   tracingChannel('remctl:open').subscribe(open);
   tracingChannel('remctl:command').subscribe(command);
+  const earlier = stop;
   stop = () => {
+    earlier?.();
     tracingChannel('remctl:open').unsubscribe(open);
     tracingChannel('remctl:command').unsubscribe(command);
   };
@@ -312,6 +314,104 @@ describe('remctl:open and remctl:command on a Remctl', () => {
     const failed = published[2]!;
     expect(failed.context.error).toBe(error);
     expect(failed.fields).toMatchObject({ host, port: closedPort, principal: settings.principal, code: 'ERR_REMCTL_CONNECT' });
+  });
+});
+
+describe('remctl:open and remctl:command on a pool', () => {
+  test('pooled calls publish one remctl:open, then their commands on its connection, reused false on the first and true after', async () => {
+    const pool = new RemctlPool();
+    try {
+      const published = record();
+      await pool.run(host, ['test', 'test'], server);
+      await remctl(host, ['test', 'status', '2'], { ...server, pool });
+      expect(names(published)).toEqual([...prefixed('open', SUCCESS), ...prefixed('command', SUCCESS), ...prefixed('command', SUCCESS)]);
+      const { connectionId } = published[0]!.fields;
+      expect(published[4]!.fields).toMatchObject({ command: ['test', 'test'], connectionId, reused: false });
+      expect(published[8]!.fields).toMatchObject({ command: ['test', 'status'], connectionId, reused: true });
+      expect(published[11]!.fields).toMatchObject({ connectionId, status: 2 });
+    } finally {
+      await pool.close();
+    }
+  });
+});
+
+describe('a connection the server closed between calls', () => {
+  // A remctld of these tests' own, whose every connection can be dropped.
+  let daemon: ExtraRemctld;
+  const where = () => ({ port: daemon.port, principal: settings.principal });
+
+  beforeAll(async () => {
+    daemon = await startExtraRemctld(settings, { principal: settings.principal, keytab: settings.serviceKeytab });
+  });
+
+  afterAll(async () => {
+    await daemon?.stop();
+  });
+
+  /** The events of the open that replaced the dropped connection, and of what came after it, checked: a new connection id. */
+  function reopened(published: Published[], before: unknown): number {
+    const open = published.find((event) => event.name === 'open:start')!;
+    expect(open.fields).toStrictEqual({ host, port: daemon.port, principal: settings.principal, connectionId: expect.any(Number) });
+    expect(open.fields.connectionId).not.toBe(before);
+    return open.fields.connectionId as number;
+  }
+
+  test('Remctl#run() publishes the reopen as a remctl:open before its command, which is on the new connection and not reused', async () => {
+    await using r = await Remctl.connect(host, where());
+    const first = record();
+    await r.run(['test', 'test']);
+    const before = first[0]!.fields.connectionId;
+    await dropConnections(daemon);
+    const published = record();
+    expect((await r.run(['test', 'test'], { encoding: 'utf8' })).stdout).toBe('hello world\n');
+    expect(names(published)).toEqual([...prefixed('open', SUCCESS), ...prefixed('command', SUCCESS)]);
+    const connectionId = reopened(published, before);
+    expect(published[7]!.fields).toMatchObject({ command: ['test', 'test'], connectionId, reused: false, status: 0 });
+  });
+
+  test('Remctl#noop() and Remctl#command() publish their reopens as remctl:open too', async () => {
+    await using r = await Remctl.connect(host, where());
+    await r.noop();
+    await dropConnections(daemon);
+    let published = record();
+    await r.noop();
+    expect(names(published)).toEqual(prefixed('open', SUCCESS));
+    await r.run(['test', 'test']);
+    await dropConnections(daemon);
+    published = record();
+    await r.command(['test', 'test']);
+    for await (const token of r.outputs()) void token;
+    expect(names(published)).toEqual([...prefixed('open', SUCCESS), ...prefixed('command', SUCCESS)]);
+    expect(published[4]!.fields).toMatchObject({ connectionId: published[0]!.fields.connectionId, reused: false });
+  });
+
+  test('Remctl#spawn() publishes its reopen as a remctl:open before its command', async () => {
+    await using r = await Remctl.connect(host, where());
+    await r.run(['test', 'test']);
+    await dropConnections(daemon);
+    const published = record();
+    const child = r.spawn(['test', 'test']);
+    child.stdout.resume();
+    expect(await child.status).toBe(0);
+    await turns();
+    expect(names(published)).toEqual([...prefixed('open', SUCCESS), ...prefixed('command', SUCCESS)]);
+    expect(published[4]!.fields).toMatchObject({ connectionId: published[0]!.fields.connectionId, reused: false });
+    expect(published[7]!.fields).toMatchObject({ connectionId: published[0]!.fields.connectionId, status: 0 });
+  });
+
+  test('a pooled call publishes its reopen as a remctl:open, and the pool counts it as opened', async () => {
+    const pool = new RemctlPool();
+    try {
+      await pool.run(host, ['test', 'test'], where());
+      await dropConnections(daemon);
+      const published = record();
+      await pool.run(host, ['test', 'test'], where());
+      expect(names(published)).toEqual([...prefixed('open', SUCCESS), ...prefixed('command', SUCCESS)]);
+      expect(published[4]!.fields).toMatchObject({ connectionId: published[0]!.fields.connectionId, reused: false });
+      expect(pool.stats).toMatchObject({ connections: 1, opened: 2 });
+    } finally {
+      await pool.close();
+    }
   });
 });
 
