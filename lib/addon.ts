@@ -8,7 +8,7 @@ import type { RemctlOutput } from './output.js';
  */
 export interface NativeFailure {
   message: string;
-  reason: 'connect' | 'auth' | 'timeout' | 'connectionLost' | 'badResponse' | 'notOpen' | 'cancelled' | 'system';
+  reason: 'connect' | 'auth' | 'timeout' | 'connectionLost' | 'badResponse' | 'notOpen' | 'cancelled' | 'unsupported' | 'system';
   /** errno, positive as in C. */
   errno?: number;
   /** Set for getaddrinfo only: ENOTFOUND, EAI_AGAIN... */

@@ -237,7 +237,8 @@ export class Remctl implements AsyncDisposable {
     await this.#sending('send a noop', signal, signal !== undefined, async (handle) => {
       const failure = await this.#call(handle, handle.noop(), signal);
       if (failure !== undefined) {
-        this.#lost(handle, failure);
+        // A server too old for NOOP refused it without a word exchanged.
+        if (failure.reason !== 'unsupported') this.#lost(handle, failure);
         throw failureError(failure);
       }
     });

@@ -44,6 +44,7 @@ export type RemctlErrorCode =
   | 'ERR_REMCTL_POOL_CLOSED'
   | 'ERR_REMCTL_MAXBUFFER'
   | 'ERR_REMCTL_CANCELLED'
+  | 'ERR_REMCTL_UNSUPPORTED'
   | 'ERR_REMCTL_SYSTEM';
 
 /** A network, authentication or library failure; the message is libremctl's text. */

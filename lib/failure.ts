@@ -12,6 +12,7 @@ const CODES: Readonly<Record<NativeFailure['reason'], RemctlErrorCode>> = {
   badResponse: 'ERR_REMCTL_BAD_RESPONSE',
   notOpen: 'ERR_REMCTL_NOT_OPEN',
   cancelled: 'ERR_REMCTL_CANCELLED',
+  unsupported: 'ERR_REMCTL_UNSUPPORTED',
   system: 'ERR_REMCTL_SYSTEM',
 };
 

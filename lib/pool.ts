@@ -479,9 +479,14 @@ export class RemctlPool {
     pooled.remctl.noop({ signal }).then(
       () => this.#release(target, pooled, true, idleSince),
       (error: unknown) => {
-        // A server too old for NOOP answers it with a message of its own.
-        if ((error as RemctlError).code === 'ERR_REMCTL_BAD_RESPONSE') this.#noNoops.add(target.key);
-        this.#release(target, pooled, false);
+        // A server too old for NOOP: one of protocol version 1 refuses it
+        // before anything is sent, and the connection is as it was; one of
+        // version 2 answers with a message of its own, which libremctl does
+        // not expect.
+        const code = (error as RemctlError).code;
+        const unsupported = code === 'ERR_REMCTL_UNSUPPORTED';
+        if (unsupported || code === 'ERR_REMCTL_BAD_RESPONSE') this.#noNoops.add(target.key);
+        this.#release(target, pooled, unsupported, idleSince);
       },
     );
   }

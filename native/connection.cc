@@ -54,6 +54,7 @@ const char* FailureName(Failure failure) {
     case Failure::kBadResponse: return "badResponse";
     case Failure::kNotOpen: return "notOpen";
     case Failure::kCancelled: return "cancelled";
+    case Failure::kUnsupported: return "unsupported";
     case Failure::kSystem: return "system";
   }
   return "none";
@@ -655,6 +656,9 @@ OutputResult Connection::Output(const Settings& settings) {
 
 Status Connection::Noop(const Settings& settings) {
   if (cancelled()) return Cancelled();
+  // libremctl's refusal, without the reopen it would make first: a version 1
+  // server closes the connection after each command.
+  if (version1_ && opened_) return Fail(Failure::kUnsupported, "NOOP message not supported");
   Status connected = EnsureConnected(settings);
   if (!connected.ok) return connected;
   if (socket_timeouts_) ApplySocketTimeout(settings);

@@ -71,6 +71,7 @@ enum class Failure {
   kBadResponse,     // the server sent something that is not the protocol
   kNotOpen,         // no connection to run on
   kCancelled,       // an abort or a close ended it
+  kUnsupported,     // the server's protocol version cannot do it (NOOP before version 3)
   kSystem,          // a local resource ran out: see system
 };
 
@@ -209,7 +210,7 @@ class Connection {
   // opened), or it need not reopen and its tokens fit the free send space.
   bool CommandCannotBlock(const Arguments& args) const;
   // Noop() fails at once, without the network.
-  bool NoopFailsNow() const { return cancelled() || (!opened_ && !Reopenable()); }
+  bool NoopFailsNow() const { return cancelled() || (!opened_ && !Reopenable()) || (version1_ && opened_); }
   // The next command or noop would reopen the connection first: the server
   // closed it, or it timed out, since the last exchange. Never for a
   // version 1 connection, which libremctl reopens for each command itself.

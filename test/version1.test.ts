@@ -5,10 +5,12 @@
 
 import { spawn as spawnProcess } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { Remctl, _remctl, remctl, spawn } from '../dist/index.js';
+import { Remctl, RemctlError, RemctlPool, _remctl, remctl, spawn } from '../dist/index.js';
 import { version1Proxy, type TestServer } from './fault-servers.js';
+import { rejection } from './probes.js';
 import { realm, runCRemctl } from './realm-context.mjs';
 
 const settings = realm();
@@ -90,6 +92,34 @@ describe('a server speaking protocol version 1', () => {
     const log = (await readFile(settings.remctldLog, 'utf8')).slice(logBefore);
     for (const word of ['v1-run-0', 'v1-run-1', 'v1-run-2', 'v1-spawn']) {
       expect(log.match(new RegExp(`COMMAND from .*: test echo ${word}\\n`, 'g'))).toHaveLength(1);
+    }
+  });
+
+  test('Remctl#noop() rejects with ERR_REMCTL_UNSUPPORTED and libremctl\'s text, without the network, and the Remctl stays open', async () => {
+    await using r = await Remctl.connect(settings.host, through());
+    await r.run(['test', 'test']);
+    const before = proxy.accepted;
+    const { error } = await rejection(r.noop());
+    expect(error).toBeInstanceOf(RemctlError);
+    expect(error).toMatchObject({ code: 'ERR_REMCTL_UNSUPPORTED', message: 'NOOP message not supported' });
+    expect(proxy.accepted).toBe(before);
+    expect(r.opened).toBe(true);
+    expect((await r.run(['test', 'echo', 'after-noop'], { encoding: 'utf8' })).stdout).toBe('after-noop\nstderr line\n');
+  });
+
+  test('a pool with noopInterval keeps an idle connection to a server too old for NOOP: the refused noop costs no network and retires nothing, and the next call reuses it', async () => {
+    const pool = new RemctlPool({ noopInterval: 100, keepAliveTimeout: 5000 });
+    try {
+      await pool.run(settings.host, ['test', 'test'], through());
+      const before = proxy.accepted;
+      // Several noop intervals: the first noop is refused, and no other is tried.
+      await sleep(600);
+      expect(pool.stats).toMatchObject({ connections: 1, idle: 1, opened: 1 });
+      expect(proxy.accepted).toBe(before);
+      await pool.run(settings.host, ['test', 'test'], through());
+      expect(pool.stats).toMatchObject({ connections: 1, opened: 1, reused: 1 });
+    } finally {
+      await pool.close();
     }
   });
 

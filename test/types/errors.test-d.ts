@@ -38,6 +38,7 @@ test('every RemctlError has a read-only string code; the classes with one code s
   expectTypeOf<'ERR_REMCTL_CONNECTION_LOST'>().toExtend<RemctlErrorCode>();
   expectTypeOf<'ERR_REMCTL_BAD_RESPONSE'>().toExtend<RemctlErrorCode>();
   expectTypeOf<'ERR_REMCTL_POOL_CLOSED'>().toExtend<RemctlErrorCode>();
+  expectTypeOf<'ERR_REMCTL_UNSUPPORTED'>().toExtend<RemctlErrorCode>();
   // @ts-expect-error: not a code of this library
   expectTypeOf<'ERR_SOMETHING_ELSE'>().toExtend<RemctlErrorCode>();
   const error = new RemctlError('x', 'ERR_REMCTL_AUTH');
