@@ -4,7 +4,6 @@
 // running alongside never see the shared one go away.
 
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, test, vi } from 'vitest';
@@ -30,6 +29,7 @@ import { countsSettle, settledCounts, socketInodes, socketsClosed, socketsSince 
 import { rejection, silentServer } from './probes.js';
 import { realm, runCRemctl } from './realm-context.mjs';
 import {
+  childrenOf,
   freePort,
   onFreePort,
   pidDirectory,
@@ -693,14 +693,6 @@ describe('a remctld that goes away', () => {
   afterAll(async () => {
     if (own) await stopRemctld(own);
   });
-
-  function childrenOf(pid: number): number[] {
-    try {
-      return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
-    } catch {
-      return [];
-    }
-  }
 
   /** The remctld processes serving connections: children of the listening daemon. */
   const connectionHandlers = () => childrenOf(readPid(own.remctldPidFile)!);

@@ -169,9 +169,22 @@ export async function startExtraRemctld(settings, { principal, keytab, conf = se
 export async function dropConnections(daemon) {
   const pid = readPid(daemon.pidFile);
   if (pid === undefined) throw new Error(`no remctld is running for ${daemon.pidFile}`);
-  const handlers = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  const handlers = childrenOf(pid);
   for (const handler of handlers) process.kill(handler, 'SIGKILL');
   while (handlers.some(processIsAlive)) await sleep(POLL_INTERVAL_MS);
+}
+
+/**
+ * The pids of a process's children; none once it is gone.
+ * @param {number} pid
+ * @returns {number[]}
+ */
+export function childrenOf(pid) {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
 }
 
 /**

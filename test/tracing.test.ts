@@ -348,7 +348,7 @@ describe('a connection the server closed between calls', () => {
     await daemon?.stop();
   });
 
-  /** The events of the open that replaced the dropped connection, and of what came after it, checked: a new connection id. */
+  /** The id of the open that replaced the dropped connection, checked: its fields, and an id that is not the dropped one's. */
   function reopened(published: Published[], before: unknown): number {
     const open = published.find((event) => event.name === 'open:start')!;
     expect(open.fields).toStrictEqual({ host, port: daemon.port, principal: settings.principal, connectionId: expect.any(Number) });
